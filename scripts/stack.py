@@ -1,0 +1,206 @@
+"""Start and stop a local rag-guard stack: the demo upstream and Envoy.
+
+Shared by `make run` (scripts/run.py) and the integration tests
+(tests/integration). The Envoy configuration always starts from the shipped
+envoy/envoy.yaml; only addresses, ports, the wasm path, the plugin
+configuration and, on request, the upstream address are replaced.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVOY_YAML = ROOT / "envoy" / "envoy.yaml"
+WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "rag_guard.wasm"
+BIN_DIR = ROOT / "target" / "release"
+VENV_ENVOY = ROOT / ".venv" / "bin" / "envoy"
+
+
+def envoy_binary() -> str:
+    """ENVOY_BIN, else the project virtualenv's envoy, else envoy on PATH."""
+    if os.environ.get("ENVOY_BIN"):
+        return os.environ["ENVOY_BIN"]
+    if VENV_ENVOY.exists():
+        return str(VENV_ENVOY)
+    found = shutil.which("envoy")
+    if not found:
+        raise RuntimeError("no Envoy: run `make envoy` or set ENVOY_BIN")
+    return found
+
+
+def _wasm_filter(cfg: dict) -> dict:
+    for listener in cfg["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                for hf in f["typed_config"].get("http_filters", []):
+                    if hf["name"] == "envoy.filters.http.wasm":
+                        return hf["typed_config"]["config"]
+    raise KeyError("no wasm filter in envoy.yaml")
+
+
+def render_envoy_config(
+    plugin_config: dict | str,
+    *,
+    listen_port: int,
+    admin_port: int,
+    upstream: tuple[str, int],
+    wasm: Path = WASM,
+    base: Path = ENVOY_YAML,
+) -> dict:
+    """The shipped Envoy config bound to loopback with the given pieces."""
+    cfg = yaml.safe_load(base.read_text())
+    cfg = copy.deepcopy(cfg)
+    cfg["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": admin_port}
+    listener = cfg["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": listen_port}
+    wasm_cfg = _wasm_filter(cfg)
+    wasm_cfg["vm_config"]["code"]["local"]["filename"] = str(wasm)
+    text = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+    wasm_cfg["configuration"]["value"] = text
+    cluster = cfg["static_resources"]["clusters"][0]
+    cluster["type"] = "STATIC"
+    sock = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    sock["address"], sock["port_value"] = upstream
+    return cfg
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    """Stops a process we started, by its PID: SIGTERM, then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+def start_upstream(port: int = 0) -> tuple[subprocess.Popen, int]:
+    """Starts the demo upstream; returns it and the port it bound."""
+    proc = subprocess.Popen(
+        [str(BIN_DIR / "demo-upstream"), "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.startswith("listening on http://"):
+        stop_process(proc)
+        raise RuntimeError(f"demo-upstream did not start: {line!r}")
+    return proc, int(line.strip().rsplit(":", 1)[1])
+
+
+@dataclass
+class Envoy:
+    proc: subprocess.Popen
+    port: int
+    admin_port: int
+    log_path: Path
+    config_path: Path
+    extra: list = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def start_envoy(
+    config: dict,
+    workdir: Path,
+    *,
+    concurrency: int = 2,
+    log_level: str = "warning",
+    ready_timeout: float = 30.0,
+) -> Envoy:
+    """Starts Envoy with `config` and waits until its listener answers.
+
+    Raises RuntimeError with Envoy's log if it exits or never gets ready; the
+    process is stopped in that case.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "envoy.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    log_path = workdir / "envoy.log"
+    admin_port = config["admin"]["address"]["socket_address"]["port_value"]
+    port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                envoy_binary(),
+                "-c", str(config_path),
+                "--concurrency", str(concurrency),
+                "--disable-hot-restart",
+                "--log-level", log_level,
+                "--component-log-level", "wasm:info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    envoy = Envoy(proc, port, admin_port, log_path, config_path)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"envoy exited with {proc.returncode}:\n{envoy.log()}")
+        try:
+            with urllib.request.urlopen(f"{envoy.admin_url}/ready", timeout=1) as r:
+                if r.status == 200:
+                    return envoy
+        except OSError:
+            pass
+        time.sleep(0.1)
+    envoy.stop()
+    raise RuntimeError(f"envoy not ready after {ready_timeout}s:\n{envoy.log()}")
+
+
+def run_envoy_to_exit(config: dict, workdir: Path, timeout: float = 30.0) -> tuple[int, str]:
+    """Runs Envoy on a config expected to be refused; returns (exit code, log)."""
+    try:
+        envoy = start_envoy(config, workdir, concurrency=1, ready_timeout=timeout)
+    except RuntimeError:
+        log = (workdir / "envoy.log").read_text(errors="replace")
+        return 1, log
+    envoy.stop()
+    return 0, envoy.log()
+
+
+if __name__ == "__main__":
+    # `python3 scripts/stack.py render PLUGIN_JSON` prints a loopback config.
+    if len(sys.argv) == 3 and sys.argv[1] == "render":
+        cfg = render_envoy_config(
+            Path(sys.argv[2]).read_text(), listen_port=10000, admin_port=9901, upstream=("127.0.0.1", 8000)
+        )
+        print(yaml.safe_dump(cfg, sort_keys=False))
+    else:
+        sys.exit("usage: stack.py render PLUGIN_JSON")

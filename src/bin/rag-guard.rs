@@ -1,0 +1,157 @@
+//! `rag-guard`: operator commands that share the filter's code.
+//!
+//! - `rag-guard keygen --name NAME [--tier T] [--expires-in 90d] [--json]`
+//! - `rag-guard hash KEY` (or `rag-guard hash -` to read the key from stdin)
+//! - `rag-guard check-config FILE`
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use rag_guard::config::{self, is_plain_name};
+use rag_guard::digest::sha256_hex;
+
+const USAGE: &str = "usage:
+  rag-guard keygen --name NAME [--tier TIER] [--expires-in DURATION] [--json]
+  rag-guard hash KEY|-
+  rag-guard check-config FILE";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("keygen") => keygen(&args[1..]),
+        Some("hash") => hash(&args[1..]),
+        Some("check-config") => check_config(&args[1..]),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rag-guard: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A new key: `rag_` + 43 URL-safe base64 characters of 32 bytes from the
+/// OS CSPRNG (256 bits of entropy).
+fn new_key() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("OS random source failed: {e}"))?;
+    Ok(format!(
+        "rag_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// A `keys` entry, fields in the documented order.
+#[derive(serde::Serialize)]
+struct KeyRecordJson<'a> {
+    name: &'a str,
+    sha256: String,
+    tier: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    enabled: bool,
+}
+
+fn keygen(args: &[String]) -> Result<(), String> {
+    let (mut name, mut tier, mut expires_in, mut json) = (None, "free".to_string(), None, false);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or(format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--name" => name = Some(value()?),
+            "--tier" => tier = value()?,
+            "--expires-in" => expires_in = Some(value()?),
+            "--json" => json = true,
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    let name = name.ok_or(format!("--name is required\n{USAGE}"))?;
+    if !is_plain_name(&name) || !is_plain_name(&tier) {
+        return Err(
+            "--name and --tier must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'".into(),
+        );
+    }
+    let expires_at = match expires_in {
+        None => None,
+        Some(text) => {
+            let d = humantime::parse_duration(&text)
+                .map_err(|e| format!("--expires-in {text:?}: {e} (try 90d or 12h)"))?;
+            let at = SystemTime::now() + Duration::from_secs(d.as_secs());
+            Some(humantime::format_rfc3339_seconds(at).to_string())
+        }
+    };
+    let key = new_key()?;
+    let record = KeyRecordJson {
+        name: &name,
+        sha256: sha256_hex(key.as_bytes()),
+        tier: &tier,
+        expires_at,
+        enabled: true,
+    };
+    let record_json = serde_json::to_string(&record).map_err(|e| e.to_string())?;
+    if json {
+        let key_json = serde_json::to_string(&key).map_err(|e| e.to_string())?;
+        println!("{{\"key\":{key_json},\"record\":{record_json}}}");
+    } else {
+        println!("API key (shown once; give it to the client, it is not stored anywhere):");
+        println!("  {key}");
+        println!("Add this record to \"keys\" in the plugin configuration:");
+        println!("  {record_json}");
+    }
+    Ok(())
+}
+
+fn hash(args: &[String]) -> Result<(), String> {
+    let key = match args {
+        [k] if k == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("reading stdin: {e}"))?;
+            text.trim_end_matches(['\r', '\n']).to_string()
+        }
+        [k] => k.clone(),
+        _ => return Err(USAGE.to_string()),
+    };
+    println!("{}", sha256_hex(key.as_bytes()));
+    Ok(())
+}
+
+fn check_config(args: &[String]) -> Result<(), String> {
+    let [path] = args else {
+        return Err(USAGE.to_string());
+    };
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let c = config::parse(&bytes).map_err(|e| format!("configuration refused: {e}"))?;
+    println!("{path}: ok ({} keys)", c.keys.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_documented_shape() {
+        let a = new_key().unwrap();
+        let b = new_key().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 4 + 43);
+        assert!(a.starts_with("rag_"));
+        assert!(a[4..]
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+}

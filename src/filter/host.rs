@@ -1,0 +1,71 @@
+//! Host access for the filter: shared data behind [`SharedStore`], and small
+//! wrappers around the proxy-wasm host calls that never panic (the SDK's
+//! `Context` helpers unwrap host errors; these return them).
+
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType, Status};
+
+use crate::shared_store::{SharedStore, StoreError, Versioned};
+
+/// Envoy shared data of this plugin's `vm_id`.
+pub struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), Some(cas))) => Ok(Some(Versioned { value, cas })),
+            Ok((Some(value), None)) => Ok(Some(Versioned { value, cas: 0 })),
+            Ok((None, _)) => Ok(None),
+            Err(status) => Err(StoreError::Host(format!("{status:?}"))),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(status) => Err(StoreError::Host(format!("{status:?}"))),
+        }
+    }
+}
+
+/// Current time in Unix seconds; `u64::MAX` if the host cannot tell, so that
+/// keys with an expiry are refused rather than admitted.
+pub fn now_unix() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(u64::MAX, |d| d.as_secs())
+}
+
+/// Writes a line to Envoy's log; a failure to log is ignored.
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Whether Envoy would print a line at `level` (so the filter can skip
+/// building it). Asked once per configuration.
+pub fn log_enabled_at(level: LogLevel) -> bool {
+    hostcalls::get_log_level().map_or(true, |host| host as i32 <= level as i32)
+}
+
+pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, Status> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+}
+
+pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value)
+}
+
+/// `source.address` as raw bytes (`ip:port`).
+pub fn source_address() -> Option<Vec<u8>> {
+    hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()
+}

@@ -1,0 +1,207 @@
+//! The proxy-wasm adapter: reads what Envoy gives, asks the pure modules,
+//! applies their verdict. No decisions are made here.
+
+mod host;
+mod metrics;
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+
+use crate::admission::{self, Decision, LocalReply, Outcome, RequestView};
+use crate::config::{self, Config, KEY_NAME_HEADER, KEY_TIER_HEADER};
+use crate::events::{loggable_path, loggable_token, SecurityEvent};
+use crate::key_store;
+use crate::response_headers::REMOVED_RESPONSE_HEADERS;
+
+use host::HostStore;
+use metrics::Metrics;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RootFilter { active: None }) });
+}}
+
+/// A configuration that was accepted, with what it needs at request time.
+struct Active {
+    config: Config,
+    metrics: Metrics,
+    /// Whether Envoy prints info lines (success events are skipped if not).
+    info_enabled: bool,
+}
+
+struct RootFilter {
+    active: Option<Rc<Active>>,
+}
+
+impl Context for RootFilter {}
+
+impl RootContext for RootFilter {
+    fn on_configure(&mut self, size: usize) -> bool {
+        match configure(size) {
+            Ok(active) => {
+                self.active = Some(Rc::new(active));
+                true
+            }
+            Err(message) => {
+                host::log(
+                    LogLevel::Error,
+                    &format!("rag-guard: configuration refused: {message}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(RequestFilter {
+            active: self.active.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+fn configure(size: usize) -> Result<Active, String> {
+    let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+        .map_err(|s| format!("cannot read the plugin configuration ({s:?})"))?
+        .unwrap_or_default();
+    let config = config::parse(&bytes).map_err(|e| e.to_string())?;
+    key_store::publish(&HostStore, &config.keys)
+        .map_err(|e| format!("cannot publish keys: {e}"))?;
+    let metrics = Metrics::define().map_err(|s| format!("cannot define metrics ({s:?})"))?;
+    Ok(Active {
+        config,
+        metrics,
+        info_enabled: host::log_enabled_at(LogLevel::Info),
+    })
+}
+
+struct RequestFilter {
+    /// None when the configuration was refused: every request then gets 503.
+    active: Option<Rc<Active>>,
+}
+
+impl Context for RequestFilter {}
+
+impl HttpContext for RequestFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(active) = self.active.clone() else {
+            send_reply(None, Outcome::StoreUnavailable.reply());
+            return Action::Pause;
+        };
+        let Ok(headers) = host::request_headers() else {
+            send_reply(Some(&active), Outcome::StoreUnavailable.reply());
+            return Action::Pause;
+        };
+
+        let (mut authority, mut path, mut method) = (None, &b""[..], &b""[..]);
+        let mut api_keys: Vec<&[u8]> = Vec::new();
+        for (name, value) in &headers {
+            match name.as_str() {
+                ":authority" => authority = Some(value.as_slice()),
+                ":path" => path = value.as_slice(),
+                ":method" => method = value.as_slice(),
+                n if n == active.config.api_key_header => api_keys.push(value.as_slice()),
+                _ => {}
+            }
+        }
+        let request = RequestView {
+            authority,
+            path,
+            api_keys: &api_keys,
+        };
+        let decision = admission::decide(&active.config, &request, &HostStore, host::now_unix());
+        active.metrics.count(decision.outcome);
+        log_event(&active, &decision, method, path);
+
+        let reply = decision.outcome.reply();
+        if reply.is_some() {
+            send_reply(Some(&active), reply);
+            return Action::Pause;
+        }
+        // Forwarded: the upstream never sees the key, and sees identity
+        // headers only when the filter wrote them.
+        let identity = decision
+            .key
+            .as_ref()
+            .filter(|_| decision.outcome == Outcome::Allowed);
+        let applied = host::set_request_header(&active.config.api_key_header, None)
+            .and_then(|_| {
+                host::set_request_header(KEY_NAME_HEADER, identity.map(|k| k.name.as_str()))
+            })
+            .and_then(|_| {
+                host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
+            });
+        if applied.is_err() {
+            send_reply(Some(&active), Outcome::StoreUnavailable.reply());
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        for name in REMOVED_RESPONSE_HEADERS {
+            let _ = host::set_response_header(name, None);
+        }
+        if let Some(active) = &self.active {
+            for (name, value) in active.config.security_headers.iter() {
+                let _ = host::set_response_header(name, Some(value));
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// Sends the filter's own JSON reply, with the security headers already on
+/// it (the response phase sets them again, replacing, not duplicating).
+fn send_reply(active: Option<&Active>, reply: Option<LocalReply>) {
+    let reply = reply.unwrap_or(LocalReply {
+        status: 503,
+        detail: "Service unavailable",
+    });
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    if let Some(value) = reply.www_authenticate() {
+        headers.push(("www-authenticate", value));
+    }
+    if let Some(active) = active {
+        headers.extend(active.config.security_headers.iter());
+    }
+    let body = reply.body();
+    if hostcalls::send_http_response(reply.status, headers, Some(&body)).is_err() {
+        host::log(
+            LogLevel::Error,
+            "rag-guard: could not send a local reply; resetting the stream",
+        );
+        let _ = hostcalls::reset_http_request();
+    }
+}
+
+fn log_event(active: &Active, decision: &Decision, method: &[u8], path: &[u8]) {
+    let (event, level) = match decision.outcome {
+        Outcome::Public => return,
+        Outcome::Allowed if !active.info_enabled => return,
+        Outcome::Allowed => ("auth_success", LogLevel::Info),
+        Outcome::HostRejected => ("host_rejected", LogLevel::Warn),
+        Outcome::StoreUnavailable => ("auth_failure", LogLevel::Error),
+        _ => ("auth_failure", LogLevel::Warn),
+    };
+    let ip = host::source_address()
+        .and_then(|raw| crate::client_address::parse_source_address(&raw))
+        .map(|ip| ip.to_string());
+    let event = SecurityEvent {
+        event,
+        reason: decision.outcome.as_str(),
+        status: decision.outcome.reply().map(|r| r.status),
+        ip,
+        method: Some(loggable_token(method)),
+        path: Some(loggable_path(path)),
+        key_name: decision.key.as_ref().map(|k| k.name.clone()),
+        key_id: decision.key_id.clone(),
+        tier: decision.key.as_ref().map(|k| k.tier.clone()),
+    };
+    host::log(level, &event.to_json());
+}

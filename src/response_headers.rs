@@ -1,0 +1,134 @@
+//! Response header policy: the security headers added to every response and
+//! the headers removed from it.
+
+use std::collections::BTreeMap;
+
+/// Security headers set on every response unless the configuration
+/// overrides or drops them.
+pub const DEFAULT_SECURITY_HEADERS: [(&str, &str); 7] = [
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("x-xss-protection", "1; mode=block"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
+    ("content-security-policy", "default-src 'self'"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    (
+        "permissions-policy",
+        "geolocation=(), microphone=(), camera=()",
+    ),
+];
+
+/// Headers removed from every response: they tell an attacker what runs
+/// behind the API.
+pub const REMOVED_RESPONSE_HEADERS: [&str; 2] = ["server", "x-envoy-upstream-service-time"];
+
+/// The resolved list of security headers, in a stable order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityHeaders {
+    headers: Vec<(String, String)>,
+}
+
+impl SecurityHeaders {
+    /// Defaults merged with `overrides`: a string value replaces or adds a
+    /// header, `null` drops it.
+    pub fn new(overrides: &BTreeMap<String, Option<String>>) -> Result<Self, String> {
+        let mut merged: BTreeMap<String, String> = DEFAULT_SECURITY_HEADERS
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        for (name, value) in overrides {
+            let lower = name.to_ascii_lowercase();
+            if !is_token(&lower) {
+                return Err(format!("{name:?} is not a valid header name"));
+            }
+            if REMOVED_RESPONSE_HEADERS.contains(&lower.as_str()) || lower == "content-length" {
+                return Err(format!("{name:?} cannot be set by this policy"));
+            }
+            match value {
+                Some(v) if is_field_value(v) => {
+                    merged.insert(lower, v.clone());
+                }
+                Some(_) => return Err(format!("{name:?}: value must be printable ASCII")),
+                None => {
+                    merged.remove(&lower);
+                }
+            }
+        }
+        Ok(SecurityHeaders {
+            headers: merged.into_iter().collect(),
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+/// An HTTP header name (RFC 9110 token), lowercase.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+/// A header value we are willing to emit: printable ASCII and spaces, not
+/// empty, no leading or trailing space.
+fn is_field_value(s: &str) -> bool {
+    !s.is_empty() && s.trim() == s && s.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(h: &'a SecurityHeaders, name: &str) -> Option<&'a str> {
+        h.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn defaults_are_all_present() {
+        let h = SecurityHeaders::new(&BTreeMap::new()).unwrap();
+        assert_eq!(h.iter().count(), 7);
+        assert_eq!(get(&h, "x-frame-options"), Some("DENY"));
+    }
+
+    #[test]
+    fn override_add_and_drop() {
+        let mut o = BTreeMap::new();
+        o.insert(
+            "X-Frame-Options".to_string(),
+            Some("SAMEORIGIN".to_string()),
+        );
+        o.insert("x-xss-protection".to_string(), None);
+        o.insert(
+            "cross-origin-opener-policy".to_string(),
+            Some("same-origin".to_string()),
+        );
+        let h = SecurityHeaders::new(&o).unwrap();
+        assert_eq!(get(&h, "x-frame-options"), Some("SAMEORIGIN"));
+        assert_eq!(get(&h, "x-xss-protection"), None);
+        assert_eq!(get(&h, "cross-origin-opener-policy"), Some("same-origin"));
+        assert_eq!(h.iter().count(), 7);
+    }
+
+    #[test]
+    fn bad_names_and_values_are_errors() {
+        for (name, value) in [
+            ("bad name", Some("x")),
+            (":status", Some("200")),
+            ("x-a", Some("line\r\nbreak")),
+            ("x-a", Some("")),
+            ("x-a", Some("caf\u{e9}")),
+            ("server", Some("nginx")),
+            ("content-length", Some("1")),
+        ] {
+            let mut o = BTreeMap::new();
+            o.insert(name.to_string(), value.map(String::from));
+            assert!(SecurityHeaders::new(&o).is_err(), "{name:?} {value:?}");
+        }
+    }
+}
