@@ -112,6 +112,15 @@ def start_upstream(port: int = 0) -> tuple[subprocess.Popen, int]:
     return proc, int(line.strip().rsplit(":", 1)[1])
 
 
+class EnvoyFailed(RuntimeError):
+    """Envoy exited (returncode set) or never got ready (returncode None)."""
+
+    def __init__(self, message: str, returncode: int | None, log: str):
+        super().__init__(f"{message}:\n{log}")
+        self.returncode = returncode
+        self.log = log
+
+
 @dataclass
 class Envoy:
     proc: subprocess.Popen
@@ -146,15 +155,18 @@ def start_envoy(
 ) -> Envoy:
     """Starts Envoy with `config` and waits until its listener answers.
 
-    Raises RuntimeError with Envoy's log if it exits or never gets ready; the
-    process is stopped in that case.
+    Raises EnvoyFailed, with Envoy's log, if it exits or never gets ready;
+    the process is stopped in that case.
     """
     workdir.mkdir(parents=True, exist_ok=True)
+    config = dict(config)
+    port = config.pop("_lds_listener_port", None)
+    if port is None:
+        port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
     config_path = workdir / "envoy.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "envoy.log"
     admin_port = config["admin"]["address"]["socket_address"]["port_value"]
-    port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [
@@ -172,27 +184,85 @@ def start_envoy(
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"envoy exited with {proc.returncode}:\n{envoy.log()}")
+            raise EnvoyFailed(f"envoy exited with {proc.returncode}", proc.returncode, envoy.log())
         try:
             with urllib.request.urlopen(f"{envoy.admin_url}/ready", timeout=1) as r:
-                if r.status == 200:
-                    return envoy
+                ready = r.status == 200
+            if ready and _listening(port):
+                return envoy
         except OSError:
             pass
         time.sleep(0.1)
     envoy.stop()
-    raise RuntimeError(f"envoy not ready after {ready_timeout}s:\n{envoy.log()}")
+    raise EnvoyFailed(f"envoy not ready after {ready_timeout}s", None, envoy.log())
 
 
-def run_envoy_to_exit(config: dict, workdir: Path, timeout: float = 30.0) -> tuple[int, str]:
-    """Runs Envoy on a config expected to be refused; returns (exit code, log)."""
+def split_for_lds(config: dict, workdir: Path) -> dict:
+    """Moves the listener of `config` into a file watched by Envoy's
+    filesystem LDS (`workdir/lds.yaml`), so that `write_lds` can change it
+    while Envoy runs, the way an operator pushes a new listener config.
+    Returns the bootstrap to start Envoy with."""
+    boot = copy.deepcopy(config)
+    listeners = boot["static_resources"].pop("listeners")
+    boot["node"] = {"id": "rag-guard-test", "cluster": "rag-guard-test"}
+    lds_dir = workdir / "lds"
+    lds_dir.mkdir(parents=True, exist_ok=True)
+    boot["dynamic_resources"] = {
+        "lds_config": {
+            "resource_api_version": "V3",
+            "path_config_source": {
+                "path": str(lds_dir / "lds.yaml"),
+                "watched_directory": {"path": str(lds_dir)},
+            },
+        }
+    }
+    boot["static_resources"]["listeners"] = []
+    write_lds(listeners[0], workdir)
+    # start_envoy reads the listener port from the bootstrap; keep it there
+    # in a field Envoy ignores.
+    boot["_lds_listener_port"] = listeners[0]["address"]["socket_address"]["port_value"]
+    return boot
+
+
+def write_lds(listener: dict, workdir: Path) -> None:
+    """Atomically replaces the LDS file (Envoy reacts to the move)."""
+    lds_dir = workdir / "lds"
+    resource = dict(listener)
+    resource["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    tmp = lds_dir / "lds.yaml.tmp"
+    tmp.write_text(yaml.safe_dump({"resources": [resource]}, sort_keys=False))
+    tmp.replace(lds_dir / "lds.yaml")
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def admin_stat(envoy: Envoy, name: str) -> int:
+    """One counter or gauge from Envoy's /stats (0 when absent)."""
+    import re
+
+    with urllib.request.urlopen(f"{envoy.admin_url}/stats?filter=^{re.escape(name)}$", timeout=5) as r:
+        text = r.read().decode()
+    match = re.search(rf"^{re.escape(name)}: (\d+)$", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def run_envoy_to_exit(config: dict, workdir: Path, timeout: float = 30.0) -> tuple[int | None, str]:
+    """Runs Envoy on a config expected to be refused.
+
+    Returns Envoy's exit code and log; the code is None if Envoy came up
+    instead (it is then stopped)."""
     try:
         envoy = start_envoy(config, workdir, concurrency=1, ready_timeout=timeout)
-    except RuntimeError:
-        log = (workdir / "envoy.log").read_text(errors="replace")
-        return 1, log
+    except EnvoyFailed as failed:
+        return failed.returncode, failed.log
     envoy.stop()
-    return 0, envoy.log()
+    return None, envoy.log()
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::digest::is_digest_hex;
+use crate::digest::{parse_digest_hex, Digest};
 use crate::host_allowlist::HostAllowlist;
+use crate::key_table::KeyTable;
 use crate::public_paths::PublicPaths;
 use crate::response_headers::{is_token, SecurityHeaders};
 
@@ -49,8 +50,8 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
     pub name: String,
-    /// Lowercase hex SHA-256 of the key.
-    pub sha256: String,
+    /// SHA-256 of the key (configured as lowercase hex).
+    pub sha256: Digest,
     pub tier: String,
     /// Unix seconds after which the key is refused; None = never expires.
     pub expires_at: Option<u64>,
@@ -62,7 +63,7 @@ pub struct KeyEntry {
 pub struct Config {
     /// Lowercase name of the request header that carries the API key.
     pub api_key_header: String,
-    pub keys: Vec<KeyEntry>,
+    pub keys: KeyTable,
     pub public_paths: PublicPaths,
     pub allowed_hosts: HostAllowlist,
     pub security_headers: SecurityHeaders,
@@ -127,7 +128,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         ));
     }
 
-    let keys = parse_keys(raw.keys)?;
+    let keys = KeyTable::new(parse_keys(raw.keys)?);
     let public_paths = PublicPaths::new(&raw.public_paths).map_err(|m| err("public_paths", m))?;
     let allowed_hosts =
         HostAllowlist::new(&raw.allowed_hosts).map_err(|m| err("allowed_hosts", m))?;
@@ -158,13 +159,13 @@ fn parse_keys(raw: Vec<RawKey>) -> Result<Vec<KeyEntry>, ConfigError> {
                 format!("duplicate key name {:?}", k.name),
             ));
         }
-        if !is_digest_hex(&k.sha256) {
+        let Some(sha256) = parse_digest_hex(&k.sha256) else {
             return Err(err(
                 field("sha256"),
                 "must be 64 lowercase hex characters (hashlib.sha256(key.encode()).hexdigest())",
             ));
-        }
-        if !digests.insert(k.sha256.clone()) {
+        };
+        if !digests.insert(sha256) {
             return Err(err(
                 field("sha256"),
                 format!(
@@ -182,7 +183,7 @@ fn parse_keys(raw: Vec<RawKey>) -> Result<Vec<KeyEntry>, ConfigError> {
         };
         keys.push(KeyEntry {
             name: k.name,
-            sha256: k.sha256,
+            sha256,
             tier: k.tier,
             expires_at,
             enabled: k.enabled,
@@ -230,9 +231,10 @@ mod tests {
         let c = parse(format!(r#"{{"keys": [{}]}}"#, key_json("a", "k1")).as_bytes()).unwrap();
         assert_eq!(c.api_key_header, "x-api-key");
         assert_eq!(c.keys.len(), 1);
-        assert_eq!(c.keys[0].tier, "free");
-        assert!(c.keys[0].enabled);
-        assert_eq!(c.keys[0].expires_at, None);
+        let k = c.keys.get(&crate::digest::sha256(b"k1")).unwrap();
+        assert_eq!(k.tier, "free");
+        assert!(k.enabled);
+        assert_eq!(k.expires_at, None);
         assert!(c.public_paths.matches(b"/health"));
         assert!(c.allowed_hosts.allows_all());
         assert_eq!(c.security_headers.iter().count(), 7);
@@ -253,7 +255,7 @@ mod tests {
         );
         let c = parse(text.as_bytes()).unwrap();
         assert_eq!(c.api_key_header, "x-custom-key");
-        let k = &c.keys[0];
+        let k = c.keys.get(&crate::digest::sha256(b"secret")).unwrap();
         assert_eq!(
             (k.name.as_str(), k.tier.as_str(), k.enabled),
             ("client-a", "pro", false)

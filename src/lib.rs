@@ -15,7 +15,7 @@ pub mod config;
 pub mod digest;
 pub mod events;
 pub mod host_allowlist;
-pub mod key_store;
+pub mod key_table;
 pub mod public_paths;
 pub mod response_headers;
 pub mod shared_store;

@@ -1,35 +1,12 @@
-//! Host access for the filter: shared data behind [`SharedStore`], and small
-//! wrappers around the proxy-wasm host calls that never panic (the SDK's
-//! `Context` helpers unwrap host errors; these return them).
+//! Small wrappers around the proxy-wasm host calls that never panic (the
+//! SDK's `Context` helpers unwrap host errors; these return them), and read
+//! header values as bytes (the SDK's string accessors panic on invalid
+//! UTF-8).
 
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, Status};
-
-use crate::shared_store::{SharedStore, StoreError, Versioned};
-
-/// Envoy shared data of this plugin's `vm_id`.
-pub struct HostStore;
-
-impl SharedStore for HostStore {
-    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(value), Some(cas))) => Ok(Some(Versioned { value, cas })),
-            Ok((Some(value), None)) => Ok(Some(Versioned { value, cas: 0 })),
-            Ok((None, _)) => Ok(None),
-            Err(status) => Err(StoreError::Host(format!("{status:?}"))),
-        }
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
-            Err(status) => Err(StoreError::Host(format!("{status:?}"))),
-        }
-    }
-}
 
 /// Current time in Unix seconds; `u64::MAX` if the host cannot tell, so that
 /// keys with an expiry are refused rather than admitted.

@@ -10,13 +10,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
-use crate::admission::{self, Decision, LocalReply, Outcome, RequestView};
+use crate::admission::{self, Decision, Outcome, RequestView};
 use crate::config::{self, Config, KEY_NAME_HEADER, KEY_TIER_HEADER};
 use crate::events::{loggable_path, loggable_token, SecurityEvent};
-use crate::key_store;
 use crate::response_headers::REMOVED_RESPONSE_HEADERS;
 
-use host::HostStore;
 use metrics::Metrics;
 
 proxy_wasm::main! {{
@@ -41,6 +39,13 @@ impl RootContext for RootFilter {
     fn on_configure(&mut self, size: usize) -> bool {
         match configure(size) {
             Ok(active) => {
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "rag-guard: configuration applied ({} keys)",
+                        active.config.keys.len()
+                    ),
+                );
                 self.active = Some(Rc::new(active));
                 true
             }
@@ -70,8 +75,6 @@ fn configure(size: usize) -> Result<Active, String> {
         .map_err(|s| format!("cannot read the plugin configuration ({s:?})"))?
         .unwrap_or_default();
     let config = config::parse(&bytes).map_err(|e| e.to_string())?;
-    key_store::publish(&HostStore, &config.keys)
-        .map_err(|e| format!("cannot publish keys: {e}"))?;
     let metrics = Metrics::define().map_err(|s| format!("cannot define metrics ({s:?})"))?;
     Ok(Active {
         config,
@@ -90,12 +93,11 @@ impl Context for RequestFilter {}
 impl HttpContext for RequestFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(active) = self.active.clone() else {
-            send_reply(None, Outcome::StoreUnavailable.reply());
+            send_reply(None, Outcome::Unavailable);
             return Action::Pause;
         };
         let Ok(headers) = host::request_headers() else {
-            send_reply(Some(&active), Outcome::StoreUnavailable.reply());
-            return Action::Pause;
+            return refuse(&active, Outcome::Unavailable);
         };
 
         let (mut authority, mut path, mut method) = (None, &b""[..], &b""[..]);
@@ -114,20 +116,18 @@ impl HttpContext for RequestFilter {
             path,
             api_keys: &api_keys,
         };
-        let decision = admission::decide(&active.config, &request, &HostStore, host::now_unix());
+        let decision = admission::decide(&active.config, &request, host::now_unix());
         active.metrics.count(decision.outcome);
         log_event(&active, &decision, method, path);
 
-        let reply = decision.outcome.reply();
-        if reply.is_some() {
-            send_reply(Some(&active), reply);
+        if decision.outcome.reply().is_some() {
+            send_reply(Some(&active), decision.outcome);
             return Action::Pause;
         }
         // Forwarded: the upstream never sees the key, and sees identity
         // headers only when the filter wrote them.
         let identity = decision
             .key
-            .as_ref()
             .filter(|_| decision.outcome == Outcome::Allowed);
         let applied = host::set_request_header(&active.config.api_key_header, None)
             .and_then(|_| {
@@ -137,8 +137,7 @@ impl HttpContext for RequestFilter {
                 host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
             });
         if applied.is_err() {
-            send_reply(Some(&active), Outcome::StoreUnavailable.reply());
-            return Action::Pause;
+            return refuse(&active, Outcome::Unavailable);
         }
         Action::Continue
     }
@@ -156,13 +155,34 @@ impl HttpContext for RequestFilter {
     }
 }
 
-/// Sends the filter's own JSON reply, with the security headers already on
-/// it (the response phase sets them again, replacing, not duplicating).
-fn send_reply(active: Option<&Active>, reply: Option<LocalReply>) {
-    let reply = reply.unwrap_or(LocalReply {
-        status: 503,
-        detail: "Service unavailable",
-    });
+/// Counts and answers a request the filter cannot process.
+fn refuse(active: &Active, outcome: Outcome) -> Action {
+    active.metrics.count(outcome);
+    host::log(
+        LogLevel::Error,
+        &SecurityEvent {
+            event: "auth_failure",
+            reason: outcome.as_str(),
+            status: outcome.reply().map(|r| r.status),
+            ..Default::default()
+        }
+        .to_json(),
+    );
+    send_reply(Some(active), outcome);
+    Action::Pause
+}
+
+/// Sends the filter's own JSON reply for `outcome`, with the security
+/// headers already on it (the response phase sets them again, replacing, not
+/// duplicating).
+fn send_reply(active: Option<&Active>, outcome: Outcome) {
+    let reply = outcome
+        .reply()
+        .or(Outcome::Unavailable.reply())
+        .unwrap_or(admission::LocalReply {
+            status: 503,
+            detail: "Service unavailable",
+        });
     let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
     if let Some(value) = reply.www_authenticate() {
         headers.push(("www-authenticate", value));
@@ -180,13 +200,13 @@ fn send_reply(active: Option<&Active>, reply: Option<LocalReply>) {
     }
 }
 
-fn log_event(active: &Active, decision: &Decision, method: &[u8], path: &[u8]) {
+fn log_event(active: &Active, decision: &Decision<'_>, method: &[u8], path: &[u8]) {
     let (event, level) = match decision.outcome {
         Outcome::Public => return,
         Outcome::Allowed if !active.info_enabled => return,
         Outcome::Allowed => ("auth_success", LogLevel::Info),
         Outcome::HostRejected => ("host_rejected", LogLevel::Warn),
-        Outcome::StoreUnavailable => ("auth_failure", LogLevel::Error),
+        Outcome::Unavailable => ("auth_failure", LogLevel::Error),
         _ => ("auth_failure", LogLevel::Warn),
     };
     let ip = host::source_address()
@@ -199,9 +219,9 @@ fn log_event(active: &Active, decision: &Decision, method: &[u8], path: &[u8]) {
         ip,
         method: Some(loggable_token(method)),
         path: Some(loggable_path(path)),
-        key_name: decision.key.as_ref().map(|k| k.name.clone()),
+        key_name: decision.key.map(|k| k.name.clone()),
         key_id: decision.key_id.clone(),
-        tier: decision.key.as_ref().map(|k| k.tier.clone()),
+        tier: decision.key.map(|k| k.tier.clone()),
     };
     host::log(level, &event.to_json());
 }

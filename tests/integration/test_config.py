@@ -39,7 +39,7 @@ def test_envoy_refuses_bad_config(tmp_path, upstream, plugin_config, message):
     cfg = stack.render_envoy_config(plugin_config, listen_port=stack.free_port(),
                                     admin_port=stack.free_port(), upstream=("127.0.0.1", upstream))
     code, log = stack.run_envoy_to_exit(cfg, tmp_path)
-    assert code != 0, "Envoy started with a bad configuration"
+    assert code is not None and code != 0, f"Envoy did not exit on a bad configuration:\n{log}"
     refused = [line for line in log.splitlines() if "rag-guard: configuration refused:" in line]
     assert refused, log
     assert message in refused[0], refused[0]
