@@ -1,11 +1,21 @@
-//! The admission decision for one request, before it is routed: host
-//! allowlist, public paths, then API key authentication.
+//! The decision for one request, before it is routed, in this order:
+//! host allowlist, public paths, the failed-authentication table of the
+//! client's address, API key authentication, then the key's rate limits (or
+//! the rate-limit status endpoint).
 //!
-//! This is pure logic over the request's headers and the configuration; the
-//! proxy-wasm adapter gathers the inputs and applies the [`Decision`].
+//! Pure logic over the request's headers, the configuration and a
+//! [`SharedStore`]; the proxy-wasm adapter gathers the inputs and applies the
+//! [`Decision`]. Native tests run it against `MemoryStore`.
+
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::config::{Config, KeyEntry};
-use crate::digest::{digest_id, sha256};
+use crate::digest::{digest_id, sha256, Digest};
+use crate::failed_auth;
+use crate::rate_limit_headers;
+use crate::rate_limiter::{self, Spend};
+use crate::shared_store::SharedStore;
+use crate::token_bucket::LimitKind;
 
 /// Keys longer than this are refused without hashing. Generated keys are 47
 /// bytes; imported keys are far below this.
@@ -15,31 +25,44 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Valid key, forwarded.
+    /// Valid key, within its limits: forwarded.
     Allowed,
-    /// Public path, forwarded without a key.
+    /// Public path: forwarded without a key.
     Public,
+    /// The rate-limit status endpoint, answered locally.
+    RateLimitStatus,
     MissingKey,
     MultipleKeys,
     InvalidKey,
     ExpiredKey,
     DisabledKey,
     HostRejected,
+    /// Too many failed authentications from the client's address.
+    AuthBlocked,
+    RateLimited(LimitKind),
+    /// Every CAS attempt on the key's buckets lost a race: refused.
+    RateLimitContention,
     /// The filter could not do its job (no accepted configuration, a host
-    /// call failed): refused, never admitted.
+    /// call failed, a bucket is missing): refused, never admitted.
     Unavailable,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Allowed,
         Outcome::Public,
+        Outcome::RateLimitStatus,
         Outcome::MissingKey,
         Outcome::MultipleKeys,
         Outcome::InvalidKey,
         Outcome::ExpiredKey,
         Outcome::DisabledKey,
         Outcome::HostRejected,
+        Outcome::AuthBlocked,
+        Outcome::RateLimited(LimitKind::Burst),
+        Outcome::RateLimited(LimitKind::Minute),
+        Outcome::RateLimited(LimitKind::Hour),
+        Outcome::RateLimitContention,
         Outcome::Unavailable,
     ];
 
@@ -48,117 +71,284 @@ impl Outcome {
         match self {
             Outcome::Allowed => "allowed",
             Outcome::Public => "public",
+            Outcome::RateLimitStatus => "rate_limit_status",
             Outcome::MissingKey => "missing_key",
             Outcome::MultipleKeys => "multiple_keys",
             Outcome::InvalidKey => "invalid_key",
             Outcome::ExpiredKey => "expired_key",
             Outcome::DisabledKey => "disabled_key",
             Outcome::HostRejected => "host_rejected",
+            Outcome::AuthBlocked => "auth_blocked",
+            Outcome::RateLimited(LimitKind::Burst) => "rate_limited_burst",
+            Outcome::RateLimited(LimitKind::Minute) => "rate_limited_minute",
+            Outcome::RateLimited(LimitKind::Hour) => "rate_limited_hour",
+            Outcome::RateLimitContention => "rate_limited_contention",
             Outcome::Unavailable => "unavailable",
         }
     }
 
-    /// The local reply for a refused request; None when it is forwarded.
-    pub fn reply(self) -> Option<LocalReply> {
-        let (status, detail) = match self {
-            Outcome::Allowed | Outcome::Public => return None,
+    /// Failed authentications: counted against the client's address.
+    pub fn is_auth_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::MissingKey
+                | Outcome::MultipleKeys
+                | Outcome::InvalidKey
+                | Outcome::ExpiredKey
+                | Outcome::DisabledKey
+        )
+    }
+
+    fn fixed_reply(self) -> Option<(u32, &'static str)> {
+        Some(match self {
             Outcome::MissingKey => (401, "Missing API Key"),
             Outcome::MultipleKeys => (401, "Multiple API Keys"),
             Outcome::InvalidKey => (401, "Invalid API Key"),
             Outcome::ExpiredKey => (401, "API key expired"),
             Outcome::DisabledKey => (401, "API key disabled"),
             Outcome::HostRejected => (400, "Invalid host header"),
+            Outcome::AuthBlocked => (429, "Too many failed authentication attempts"),
+            Outcome::RateLimitContention => (
+                429,
+                "Rate limit exceeded: too many simultaneous requests for this key",
+            ),
             Outcome::Unavailable => (503, "Authentication temporarily unavailable"),
-        };
-        Some(LocalReply { status, detail })
+            Outcome::Allowed
+            | Outcome::Public
+            | Outcome::RateLimitStatus
+            | Outcome::RateLimited(_) => return None,
+        })
     }
 }
 
 /// A response the filter sends itself instead of forwarding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
     pub status: u32,
-    pub detail: &'static str,
+    /// JSON body.
+    pub body: Vec<u8>,
+    /// Headers besides `content-type` and the security headers.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl LocalReply {
-    /// JSON body in the shape FastAPI uses for errors: `{"detail": "..."}`.
-    pub fn body(&self) -> Vec<u8> {
-        serde_json::json!({ "detail": self.detail })
-            .to_string()
-            .into_bytes()
+    /// An error in the shape FastAPI uses: `{"detail": "..."}`; 401s carry
+    /// `WWW-Authenticate: APIKey`.
+    pub fn error(status: u32, detail: &str) -> Self {
+        let mut headers = Vec::new();
+        if status == 401 {
+            headers.push(("www-authenticate", "APIKey".to_string()));
+        }
+        LocalReply {
+            status,
+            body: serde_json::json!({ "detail": detail })
+                .to_string()
+                .into_bytes(),
+            headers,
+        }
     }
 
-    /// 401 replies carry `WWW-Authenticate: APIKey`.
-    pub fn www_authenticate(&self) -> Option<&'static str> {
-        (self.status == 401).then_some("APIKey")
+    /// The reply for an outcome that has a fixed one.
+    pub fn for_outcome(outcome: Outcome) -> Option<Self> {
+        outcome
+            .fixed_reply()
+            .map(|(status, detail)| Self::error(status, detail))
+    }
+
+    fn with_retry_after(mut self, secs: u64) -> Self {
+        self.headers.push(("retry-after", secs.to_string()));
+        self
+    }
+
+    /// The detail text of an error reply (for tests and logs).
+    pub fn detail(&self) -> Option<String> {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()?
+            .get("detail")?
+            .as_str()
+            .map(str::to_string)
     }
 }
 
-/// The request as the admission check sees it.
+/// The request as the decision sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
     pub authority: Option<&'a [u8]>,
     /// Raw `:path`, query string included.
     pub path: &'a [u8],
+    pub method: &'a [u8],
     /// Every value of the API key header, in arrival order.
     pub api_keys: &'a [&'a [u8]],
+    /// The client's address, if Envoy gave one.
+    pub client_ip: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<'c> {
     pub outcome: Outcome,
-    /// The configured key that was presented (for `Allowed`, and for expired
-    /// or disabled keys so events can name them).
+    /// The configured key that was presented (also for expired or disabled
+    /// keys, so events can name them).
     pub key: Option<&'c KeyEntry>,
-    /// First 16 hex characters of the digest of a key that was presented,
-    /// for events about keys without a name.
+    /// First 16 hex characters of the digest of a key that was presented.
     pub key_id: Option<String>,
+    /// Some: answer with this instead of forwarding.
+    pub reply: Option<LocalReply>,
+    /// Rate-limit headers for the response (authenticated requests).
+    pub response_headers: Vec<(&'static str, String)>,
 }
 
-impl Decision<'_> {
+impl<'c> Decision<'c> {
     fn of(outcome: Outcome) -> Self {
         Decision {
             outcome,
             key: None,
             key_id: None,
+            reply: LocalReply::for_outcome(outcome),
+            response_headers: Vec::new(),
         }
+    }
+
+    /// The key to name in `x-api-key-name` / `x-api-key-tier` upstream:
+    /// only for requests that were authenticated and are forwarded.
+    pub fn forwarded_identity(&self) -> Option<&'c KeyEntry> {
+        self.key.filter(|_| self.outcome == Outcome::Allowed)
     }
 }
 
-/// Decides whether a request is admitted. `now` is Unix seconds.
-pub fn decide<'c>(config: &'c Config, req: &RequestView<'_>, now: u64) -> Decision<'c> {
+/// Decides what to do with a request. `now_ns` is Unix nanoseconds.
+pub fn decide<'c>(
+    config: &'c Config,
+    req: &RequestView<'_>,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> Decision<'c> {
     if !config.allowed_hosts.allows(req.authority) {
         return Decision::of(Outcome::HostRejected);
     }
     if config.public_paths.matches(req.path) {
         return Decision::of(Outcome::Public);
     }
-    let key = match req.api_keys {
-        [] => return Decision::of(Outcome::MissingKey),
+
+    // Addresses with too many recent failures get no further.
+    let ip = req.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    match failed_auth::blocked_for(store, ip, config.failed_auth_per_minute, now_ns) {
+        Ok(None) => {}
+        Ok(Some(secs)) => {
+            let mut d = Decision::of(Outcome::AuthBlocked);
+            d.reply = d.reply.map(|r| r.with_retry_after(secs));
+            return d;
+        }
+        Err(_) => return Decision::of(Outcome::Unavailable),
+    }
+
+    let (outcome, key, key_id) = authenticate(config, req.api_keys, now_ns / 1_000_000_000);
+    if outcome != Outcome::Allowed {
+        if outcome.is_auth_failure() {
+            // A failure that cannot be recorded still gets its 401; the
+            // table is only as strict as the store lets it be.
+            let _ = failed_auth::record_failure(store, ip, config.failed_auth_per_minute, now_ns);
+        }
+        return Decision {
+            key,
+            key_id,
+            ..Decision::of(outcome)
+        };
+    }
+    let Some(entry) = key else {
+        return Decision::of(Outcome::Unavailable);
+    };
+    let digest = &entry.sha256;
+    let decision = |outcome, reply, response_headers| Decision {
+        outcome,
+        key,
+        key_id: key_id.clone(),
+        reply,
+        response_headers,
+    };
+
+    let path = crate::public_paths::path_only(req.path);
+    if req.method == b"GET" && path == config.rate_limit_status_path.as_bytes() {
+        return match rate_limiter::peek(store, digest, &entry.limits, now_ns) {
+            Ok(Some(views)) => {
+                let body = rate_limit_headers::status_body(&entry.name, &entry.tier, &views);
+                let headers = rate_limit_headers::headers(&entry.limits, &views);
+                let reply = LocalReply {
+                    status: 200,
+                    body: body.to_string().into_bytes(),
+                    headers: headers.clone(),
+                };
+                decision(Outcome::RateLimitStatus, Some(reply), headers)
+            }
+            _ => Decision::of(Outcome::Unavailable),
+        };
+    }
+
+    let cost = config.cost_of(req.method, req.path);
+    match rate_limiter::spend(store, digest, &entry.limits, cost, now_ns) {
+        Ok(Spend::Decided(v)) => {
+            let headers = rate_limit_headers::headers(&entry.limits, &v.views);
+            match (v.allowed, v.tripped) {
+                (true, _) => decision(Outcome::Allowed, None, headers),
+                (false, tripped) => {
+                    let kind = tripped.unwrap_or(LimitKind::Burst);
+                    let detail = rate_limit_headers::exceeded_detail(&entry.limits, kind);
+                    let mut reply = LocalReply::error(429, &detail);
+                    // Never admissible (cost above a capacity) cannot happen
+                    // with a validated configuration; say "a minute" then.
+                    reply = reply.with_retry_after(v.retry_after_secs.unwrap_or(60));
+                    reply.headers.extend(headers.iter().cloned());
+                    decision(Outcome::RateLimited(kind), Some(reply), headers)
+                }
+            }
+        }
+        Ok(Spend::Contention { .. }) => {
+            let headers = rate_limiter::peek(store, digest, &entry.limits, now_ns)
+                .ok()
+                .flatten()
+                .map(|views| rate_limit_headers::headers(&entry.limits, &views))
+                .unwrap_or_default();
+            let mut reply = LocalReply::for_outcome(Outcome::RateLimitContention)
+                .map(|r| r.with_retry_after(1));
+            if let Some(r) = reply.as_mut() {
+                r.headers.extend(headers.iter().cloned());
+            }
+            decision(Outcome::RateLimitContention, reply, headers)
+        }
+        Ok(Spend::NoBucket) | Err(_) => Decision {
+            key,
+            key_id,
+            ..Decision::of(Outcome::Unavailable)
+        },
+    }
+}
+
+/// API key authentication alone: the outcome, the configured key if the
+/// digest is known, and the digest's short id.
+fn authenticate<'c>(
+    config: &'c Config,
+    api_keys: &[&[u8]],
+    now_secs: u64,
+) -> (Outcome, Option<&'c KeyEntry>, Option<String>) {
+    let key = match api_keys {
+        [] => return (Outcome::MissingKey, None, None),
         [one] => *one,
-        _ => return Decision::of(Outcome::MultipleKeys),
+        _ => return (Outcome::MultipleKeys, None, None),
     };
     if key.is_empty() {
-        return Decision::of(Outcome::MissingKey);
+        return (Outcome::MissingKey, None, None);
     }
     if key.len() > MAX_KEY_BYTES {
-        return Decision::of(Outcome::InvalidKey);
+        return (Outcome::InvalidKey, None, None);
     }
-    let digest = sha256(key);
-    let key_id = Some(digest_id(&digest));
+    let digest: Digest = sha256(key);
     let record = config.keys.get(&digest);
     let outcome = match record {
         None => Outcome::InvalidKey,
         Some(r) if !r.enabled => Outcome::DisabledKey,
-        Some(r) if r.expires_at.is_some_and(|t| now >= t) => Outcome::ExpiredKey,
+        Some(r) if r.expires_at.is_some_and(|t| now_secs >= t) => Outcome::ExpiredKey,
         Some(_) => Outcome::Allowed,
     };
-    Decision {
-        outcome,
-        key: record,
-        key_id,
-    }
+    (outcome, record, Some(digest_id(&digest)))
 }
 
 #[cfg(test)]
@@ -166,52 +356,80 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::digest::sha256_hex;
+    use crate::shared_store::{MemoryStore, StoreError, Versioned};
 
-    const NOW: u64 = 1_800_000_000;
+    const SEC: u64 = 1_000_000_000;
+    const NOW: u64 = 1_800_000_000 * SEC;
 
-    fn config() -> Config {
+    fn config_with(extra: &str) -> Config {
         let text = format!(
             r#"{{"keys": [
                 {{"name": "good", "sha256": "{}", "tier": "pro"}},
                 {{"name": "old", "sha256": "{}", "expires_at": "2020-01-01T00:00:00Z"}},
-                {{"name": "off", "sha256": "{}", "enabled": false}}
+                {{"name": "off", "sha256": "{}", "enabled": false}},
+                {{"name": "tiny", "sha256": "{}", "tier": "tiny"}}
               ],
-              "allowed_hosts": ["api.example.com"]}}"#,
+              "tiers": {{"tiny": {{"per_minute": 3, "per_hour": 100, "burst": 2}}}},
+              "allowed_hosts": ["api.example.com"]{extra}}}"#,
             sha256_hex(b"k-good"),
             sha256_hex(b"k-old"),
             sha256_hex(b"k-off"),
+            sha256_hex(b"k-tiny"),
         );
         config::parse(text.as_bytes()).unwrap()
+    }
+
+    fn store_for(c: &Config) -> MemoryStore {
+        let store = MemoryStore::new();
+        rate_limiter::ensure_buckets(&store, c.keys.iter().map(|k| &k.sha256)).unwrap();
+        failed_auth::ensure_table(&store).unwrap();
+        store
     }
 
     fn view<'a>(keys: &'a [&'a [u8]], path: &'a str, host: Option<&'a str>) -> RequestView<'a> {
         RequestView {
             authority: host.map(str::as_bytes),
             path: path.as_bytes(),
+            method: b"GET",
             api_keys: keys,
+            client_ip: Some("192.0.2.10".parse().unwrap()),
         }
     }
 
     fn outcome_at(keys: &[&[u8]], path: &str, host: Option<&str>) -> Outcome {
-        decide(&config(), &view(keys, path, host), NOW).outcome
+        let c = config_with("");
+        let store = store_for(&c);
+        decide(&c, &view(keys, path, host), &store, NOW).outcome
     }
 
     fn outcome(keys: &[&[u8]]) -> Outcome {
         outcome_at(keys, "/query", Some("api.example.com"))
     }
 
+    fn header<'a>(d: &'a Decision<'_>, name: &str) -> Option<&'a str> {
+        d.response_headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     #[test]
-    fn valid_key_is_allowed_with_identity() {
-        let c = config();
+    fn valid_key_is_allowed_with_identity_and_headers() {
+        let c = config_with("");
+        let store = store_for(&c);
         let d = decide(
             &c,
             &view(&[b"k-good"], "/query", Some("api.example.com:10000")),
+            &store,
             NOW,
         );
         assert_eq!(d.outcome, Outcome::Allowed);
-        let k = d.key.unwrap();
+        assert!(d.reply.is_none());
+        let k = d.forwarded_identity().unwrap();
         assert_eq!((k.name.as_str(), k.tier.as_str()), ("good", "pro"));
-        assert_eq!(d.key_id.unwrap(), &sha256_hex(b"k-good")[..16]);
+        assert_eq!(d.key_id.as_deref().unwrap(), &sha256_hex(b"k-good")[..16]);
+        assert_eq!(header(&d, "x-ratelimit-limit-minute"), Some("300"));
+        assert_eq!(header(&d, "x-ratelimit-remaining-minute"), Some("299"));
     }
 
     #[test]
@@ -228,18 +446,38 @@ mod tests {
     }
 
     #[test]
-    fn failed_keys_are_named_when_known() {
-        let c = config();
-        let d = decide(&c, &view(&[b"k-old"], "/q", Some("api.example.com")), NOW);
+    fn failures_get_401_with_www_authenticate_and_no_rate_headers() {
+        let c = config_with("");
+        let store = store_for(&c);
+        let d = decide(
+            &c,
+            &view(&[b"k-old"], "/q", Some("api.example.com")),
+            &store,
+            NOW,
+        );
         assert_eq!(d.key.map(|k| k.name.as_str()), Some("old"));
-        let d = decide(&c, &view(&[b"nope"], "/q", Some("api.example.com")), NOW);
+        assert!(d.forwarded_identity().is_none());
+        let r = d.reply.unwrap();
+        assert_eq!(r.status, 401);
+        assert_eq!(r.detail().as_deref(), Some("API key expired"));
+        assert!(r
+            .headers
+            .contains(&("www-authenticate", "APIKey".to_string())));
+        assert!(d.response_headers.is_empty());
+        let d = decide(
+            &c,
+            &view(&[b"nope"], "/q", Some("api.example.com")),
+            &store,
+            NOW,
+        );
         assert_eq!(d.key, None);
         assert_eq!(d.key_id.unwrap(), &sha256_hex(b"nope")[..16]);
     }
 
     #[test]
     fn expiry_is_inclusive_of_the_instant() {
-        let c = config();
+        let c = config_with("");
+        let store = store_for(&c);
         let at = c
             .keys
             .iter()
@@ -248,10 +486,14 @@ mod tests {
             .expires_at
             .unwrap();
         let req = view(&[b"k-old"], "/q", Some("api.example.com"));
-        assert_eq!(decide(&c, &req, at - 1).outcome, Outcome::Allowed);
-        assert_eq!(decide(&c, &req, at).outcome, Outcome::ExpiredKey);
-        // An unknown clock (u64::MAX) refuses keys that expire.
-        assert_eq!(decide(&c, &req, u64::MAX).outcome, Outcome::ExpiredKey);
+        assert_eq!(
+            decide(&c, &req, &store, (at - 1) * SEC).outcome,
+            Outcome::Allowed
+        );
+        assert_eq!(
+            decide(&c, &req, &store, at * SEC).outcome,
+            Outcome::ExpiredKey
+        );
     }
 
     #[test]
@@ -280,18 +522,150 @@ mod tests {
     }
 
     #[test]
-    fn replies_are_fastapi_shaped() {
-        let r = Outcome::MissingKey.reply().unwrap();
-        assert_eq!(r.status, 401);
-        assert_eq!(r.www_authenticate(), Some("APIKey"));
-        let v: serde_json::Value = serde_json::from_slice(&r.body()).unwrap();
-        assert_eq!(v, serde_json::json!({"detail": "Missing API Key"}));
+    fn rate_limits_answer_429_with_retry_after() {
+        let c = config_with("");
+        let store = store_for(&c);
+        let req = view(&[b"k-tiny"], "/q", Some("api.example.com"));
+        for _ in 0..2 {
+            assert_eq!(decide(&c, &req, &store, NOW).outcome, Outcome::Allowed);
+        }
+        let d = decide(&c, &req, &store, NOW);
+        assert_eq!(d.outcome, Outcome::RateLimited(LimitKind::Burst));
+        let r = d.reply.clone().unwrap();
+        assert_eq!(r.status, 429);
         assert_eq!(
-            Outcome::HostRejected.reply().unwrap().www_authenticate(),
-            None
+            r.detail().as_deref(),
+            Some("Rate limit exceeded: burst of 2 requests")
         );
-        assert_eq!(Outcome::Unavailable.reply().unwrap().status, 503);
-        assert!(Outcome::Allowed.reply().is_none());
-        assert!(Outcome::Public.reply().is_none());
+        // 3 per minute: a token every 20 s.
+        assert!(r.headers.contains(&("retry-after", "20".to_string())));
+        assert!(r.headers.iter().any(|(n, _)| *n == "ratelimit"));
+        assert_eq!(header(&d, "x-ratelimit-remaining-minute"), Some("1"));
+        // 20 s later one token is back in every bucket: one more request,
+        // then the burst bucket is empty again.
+        assert_eq!(
+            decide(&c, &req, &store, NOW + 20 * SEC).outcome,
+            Outcome::Allowed
+        );
+        let d = decide(&c, &req, &store, NOW + 20 * SEC);
+        assert_eq!(d.outcome, Outcome::RateLimited(LimitKind::Burst));
+    }
+
+    #[test]
+    fn route_cost_consumes_several_tokens() {
+        let c = config_with(
+            r#", "route_costs": [{"prefix": "/documents", "method": "POST", "cost": 2}]"#,
+        );
+        let store = store_for(&c);
+        let mut req = view(&[b"k-good"], "/documents", Some("api.example.com"));
+        req.method = b"POST";
+        let d = decide(&c, &req, &store, NOW);
+        assert_eq!(header(&d, "x-ratelimit-remaining-minute"), Some("298"));
+        req.method = b"GET";
+        let d = decide(&c, &req, &store, NOW);
+        assert_eq!(header(&d, "x-ratelimit-remaining-minute"), Some("297"));
+    }
+
+    #[test]
+    fn status_endpoint_answers_locally_and_costs_nothing() {
+        let c = config_with("");
+        let store = store_for(&c);
+        let q = view(&[b"k-tiny"], "/q", Some("api.example.com"));
+        decide(&c, &q, &store, NOW);
+        let st = view(
+            &[b"k-tiny"],
+            "/rate-limit/status?x=1",
+            Some("api.example.com"),
+        );
+        for _ in 0..5 {
+            let d = decide(&c, &st, &store, NOW);
+            assert_eq!(d.outcome, Outcome::RateLimitStatus);
+            let r = d.reply.unwrap();
+            assert_eq!(r.status, 200);
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["requests_this_minute"], 1);
+            assert_eq!(v["minute_limit"], 3);
+            assert_eq!(v["minute_remaining"], 2);
+            assert_eq!(v["burst_remaining"], 1);
+            assert_eq!(v["tier"], "tiny");
+        }
+        // The status endpoint still needs a valid key.
+        let bad = view(&[b"nope"], "/rate-limit/status", Some("api.example.com"));
+        assert_eq!(decide(&c, &bad, &store, NOW).outcome, Outcome::InvalidKey);
+    }
+
+    #[test]
+    fn failed_authentications_block_the_address_before_key_checks() {
+        let c = config_with("");
+        let store = store_for(&c);
+        let bad = view(&[b"nope"], "/q", Some("api.example.com"));
+        for _ in 0..10 {
+            assert_eq!(decide(&c, &bad, &store, NOW).outcome, Outcome::InvalidKey);
+        }
+        let d = decide(&c, &bad, &store, NOW);
+        assert_eq!(d.outcome, Outcome::AuthBlocked);
+        assert_eq!(d.reply.as_ref().unwrap().status, 429);
+        assert!(d
+            .reply
+            .unwrap()
+            .headers
+            .contains(&("retry-after", "6".to_string())));
+        // Even a valid key from that address is refused now...
+        let good = view(&[b"k-good"], "/q", Some("api.example.com"));
+        assert_eq!(decide(&c, &good, &store, NOW).outcome, Outcome::AuthBlocked);
+        // ...but not from another one.
+        let mut other = good;
+        other.client_ip = Some("198.51.100.77".parse().unwrap());
+        assert_ne!(
+            failed_auth::slot_of(other.client_ip.unwrap()),
+            failed_auth::slot_of("192.0.2.10".parse().unwrap())
+        );
+        assert_eq!(decide(&c, &other, &store, NOW).outcome, Outcome::Allowed);
+    }
+
+    struct BrokenStore;
+    impl SharedStore for BrokenStore {
+        fn get(&self, _: &str) -> Result<Option<Versioned>, StoreError> {
+            Err(StoreError::Host("down".into()))
+        }
+        fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+            Err(StoreError::Host("down".into()))
+        }
+    }
+
+    #[test]
+    fn store_failures_fail_closed() {
+        let c = config_with("");
+        let d = decide(
+            &c,
+            &view(&[b"k-good"], "/q", Some("api.example.com")),
+            &BrokenStore,
+            NOW,
+        );
+        assert_eq!(d.outcome, Outcome::Unavailable);
+        assert_eq!(d.reply.unwrap().status, 503);
+        // A store without buckets (never configured) refuses too.
+        let empty = MemoryStore::new();
+        failed_auth::ensure_table(&empty).unwrap();
+        let d = decide(
+            &c,
+            &view(&[b"k-good"], "/q", Some("api.example.com")),
+            &empty,
+            NOW,
+        );
+        assert_eq!(d.outcome, Outcome::Unavailable);
+    }
+
+    #[test]
+    fn replies_are_fastapi_shaped() {
+        let r = LocalReply::for_outcome(Outcome::MissingKey).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v, serde_json::json!({"detail": "Missing API Key"}));
+        let host = LocalReply::for_outcome(Outcome::HostRejected).unwrap();
+        assert_eq!(host.status, 400);
+        assert!(host.headers.is_empty());
+        assert!(LocalReply::for_outcome(Outcome::Allowed).is_none());
+        let names: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names.len(), Outcome::ALL.len());
     }
 }

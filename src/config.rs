@@ -14,6 +14,7 @@ use crate::host_allowlist::HostAllowlist;
 use crate::key_table::KeyTable;
 use crate::public_paths::PublicPaths;
 use crate::response_headers::{is_token, SecurityHeaders};
+use crate::token_bucket::Limits;
 
 /// Longest key name or tier name. Names go into request headers, event lines
 /// and (later) metric names, so they are kept short and plain.
@@ -53,10 +54,58 @@ pub struct KeyEntry {
     /// SHA-256 of the key (configured as lowercase hex).
     pub sha256: Digest,
     pub tier: String,
+    /// The limits of `tier`, resolved when the configuration is parsed.
+    pub limits: Limits,
     /// Unix seconds after which the key is refused; None = never expires.
     pub expires_at: Option<u64>,
     pub enabled: bool,
 }
+
+/// A route that costs more than one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteCost {
+    /// Path prefix, matched on whole segments: `/documents` matches
+    /// `/documents` and `/documents/7`, not `/documentsX`.
+    pub prefix: String,
+    /// Upper-case method, or None for any method.
+    pub method: Option<String>,
+    pub cost: u32,
+}
+
+impl RouteCost {
+    pub fn matches(&self, method: &[u8], path: &[u8]) -> bool {
+        let prefix = self.prefix.trim_end_matches('/').as_bytes();
+        let segment_match =
+            path.starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/'));
+        segment_match && self.method.as_ref().is_none_or(|m| m.as_bytes() == method)
+    }
+}
+
+/// Default tiers; a configuration's `tiers` are merged over these.
+pub fn default_tiers() -> BTreeMap<String, Limits> {
+    [
+        ("free", 60, 1_000, 10),
+        ("pro", 300, 10_000, 30),
+        ("enterprise", 1_000, 50_000, 100),
+    ]
+    .into_iter()
+    .map(|(name, per_minute, per_hour, burst)| {
+        (
+            name.to_string(),
+            Limits {
+                per_minute,
+                per_hour,
+                burst,
+            },
+        )
+    })
+    .collect()
+}
+
+/// Upper bounds that keep the bucket arithmetic far from overflow.
+pub const MAX_PER_MINUTE: u32 = 1_000_000;
+pub const MAX_PER_HOUR: u32 = 100_000_000;
+pub const MAX_COST: u32 = 1_000;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -67,6 +116,26 @@ pub struct Config {
     pub public_paths: PublicPaths,
     pub allowed_hosts: HostAllowlist,
     pub security_headers: SecurityHeaders,
+    /// Every tier (defaults merged with the configured ones).
+    pub tiers: BTreeMap<String, Limits>,
+    pub default_tier: String,
+    /// Checked in order; the first match sets the cost (default 1).
+    pub route_costs: Vec<RouteCost>,
+    /// `GET` on this path with a valid key answers the key's limits locally.
+    pub rate_limit_status_path: String,
+    /// Failed authentications allowed per client address per minute.
+    pub failed_auth_per_minute: u32,
+}
+
+impl Config {
+    /// Tokens a request costs.
+    pub fn cost_of(&self, method: &[u8], path: &[u8]) -> u32 {
+        let path = crate::public_paths::path_only(path);
+        self.route_costs
+            .iter()
+            .find(|r| r.matches(method, path))
+            .map_or(1, |r| r.cost)
+    }
 }
 
 #[derive(Deserialize)]
@@ -81,6 +150,48 @@ struct RawConfig {
     allowed_hosts: Vec<String>,
     #[serde(default)]
     security_headers: BTreeMap<String, Option<String>>,
+    #[serde(default = "default_tier")]
+    default_tier: String,
+    #[serde(default)]
+    tiers: BTreeMap<String, RawTier>,
+    #[serde(default)]
+    route_costs: Vec<RawRouteCost>,
+    #[serde(default = "default_status_path")]
+    rate_limit_status_path: String,
+    #[serde(default)]
+    failed_auth: RawFailedAuth,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    per_minute: u32,
+    per_hour: u32,
+    burst: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouteCost {
+    prefix: String,
+    #[serde(default)]
+    method: Option<String>,
+    cost: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailedAuth {
+    #[serde(default = "default_failed_auth_per_minute")]
+    per_minute: u32,
+}
+
+impl Default for RawFailedAuth {
+    fn default() -> Self {
+        RawFailedAuth {
+            per_minute: default_failed_auth_per_minute(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -88,8 +199,8 @@ struct RawConfig {
 struct RawKey {
     name: String,
     sha256: String,
-    #[serde(default = "default_tier")]
-    tier: String,
+    #[serde(default)]
+    tier: Option<String>,
     #[serde(default)]
     expires_at: Option<String>,
     #[serde(default = "default_enabled")]
@@ -107,6 +218,12 @@ fn default_tier() -> String {
 }
 fn default_enabled() -> bool {
     true
+}
+fn default_status_path() -> String {
+    "/rate-limit/status".to_string()
+}
+fn default_failed_auth_per_minute() -> u32 {
+    10
 }
 
 /// Parses and validates a plugin configuration.
@@ -128,8 +245,36 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         ));
     }
 
-    let keys = KeyTable::new(parse_keys(raw.keys)?);
+    let tiers = parse_tiers(raw.tiers)?;
+    if !tiers.contains_key(&raw.default_tier) {
+        return Err(err(
+            "default_tier",
+            format!("unknown tier {:?}", raw.default_tier),
+        ));
+    }
+    let keys = KeyTable::new(parse_keys(raw.keys, &tiers, &raw.default_tier)?);
+    let route_costs = parse_route_costs(raw.route_costs, &tiers)?;
     let public_paths = PublicPaths::new(&raw.public_paths).map_err(|m| err("public_paths", m))?;
+    let status_path = raw.rate_limit_status_path;
+    if !status_path.starts_with('/') || status_path.contains(['?', '#', '*']) {
+        return Err(err(
+            "rate_limit_status_path",
+            "must be a path starting with '/' without query, fragment or '*'",
+        ));
+    }
+    if public_paths.matches(status_path.as_bytes()) {
+        return Err(err(
+            "rate_limit_status_path",
+            "is also a public path; the status endpoint needs a key",
+        ));
+    }
+    let failed_auth_per_minute = raw.failed_auth.per_minute;
+    if !(1..=MAX_PER_MINUTE).contains(&failed_auth_per_minute) {
+        return Err(err(
+            "failed_auth.per_minute",
+            format!("must be 1..={MAX_PER_MINUTE}"),
+        ));
+    }
     let allowed_hosts =
         HostAllowlist::new(&raw.allowed_hosts).map_err(|m| err("allowed_hosts", m))?;
     let security_headers =
@@ -141,10 +286,87 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         public_paths,
         allowed_hosts,
         security_headers,
+        tiers,
+        default_tier: raw.default_tier,
+        route_costs,
+        rate_limit_status_path: status_path,
+        failed_auth_per_minute,
     })
 }
 
-fn parse_keys(raw: Vec<RawKey>) -> Result<Vec<KeyEntry>, ConfigError> {
+fn parse_tiers(raw: BTreeMap<String, RawTier>) -> Result<BTreeMap<String, Limits>, ConfigError> {
+    let mut tiers = default_tiers();
+    for (name, t) in raw {
+        let field = |f: &str| format!("tiers.{name}.{f}");
+        if !is_plain_name(&name) {
+            return Err(err(format!("tiers.{name}"), name_rule()));
+        }
+        for (f, value, max) in [
+            ("per_minute", t.per_minute, MAX_PER_MINUTE),
+            ("per_hour", t.per_hour, MAX_PER_HOUR),
+            ("burst", t.burst, MAX_PER_MINUTE),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(err(field(f), format!("must be 1..={max}")));
+            }
+        }
+        tiers.insert(
+            name,
+            Limits {
+                per_minute: t.per_minute,
+                per_hour: t.per_hour,
+                burst: t.burst,
+            },
+        );
+    }
+    Ok(tiers)
+}
+
+fn parse_route_costs(
+    raw: Vec<RawRouteCost>,
+    tiers: &BTreeMap<String, Limits>,
+) -> Result<Vec<RouteCost>, ConfigError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let field = |f: &str| format!("route_costs[{i}].{f}");
+        if !r.prefix.starts_with('/') || r.prefix.contains(['?', '#', '*']) {
+            return Err(err(
+                field("prefix"),
+                "must be a path starting with '/' without query, fragment or '*'",
+            ));
+        }
+        let method = match r.method {
+            Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m),
+            Some(_) => return Err(err(field("method"), "must be an upper-case HTTP method")),
+            None => None,
+        };
+        if !(1..=MAX_COST).contains(&r.cost) {
+            return Err(err(field("cost"), format!("must be 1..={MAX_COST}")));
+        }
+        if let Some((name, limits)) = tiers.iter().find(|(_, l)| l.max_cost() < r.cost) {
+            return Err(err(
+                field("cost"),
+                format!(
+                    "{} is more than tier {name:?} can ever spend at once ({}): its requests on this route could never be admitted",
+                    r.cost,
+                    limits.max_cost()
+                ),
+            ));
+        }
+        out.push(RouteCost {
+            prefix: r.prefix,
+            method,
+            cost: r.cost,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_keys(
+    raw: Vec<RawKey>,
+    tiers: &BTreeMap<String, Limits>,
+    default_tier: &str,
+) -> Result<Vec<KeyEntry>, ConfigError> {
     let mut names = HashSet::new();
     let mut digests = HashSet::new();
     let mut keys = Vec::with_capacity(raw.len());
@@ -174,9 +396,16 @@ fn parse_keys(raw: Vec<RawKey>) -> Result<Vec<KeyEntry>, ConfigError> {
                 ),
             ));
         }
-        if !is_plain_name(&k.tier) {
-            return Err(err(field("tier"), name_rule()));
-        }
+        let tier = k.tier.unwrap_or_else(|| default_tier.to_string());
+        let Some(limits) = tiers.get(&tier).copied() else {
+            return Err(err(
+                field("tier"),
+                format!(
+                    "unknown tier {tier:?} (known: {})",
+                    tiers.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
         let expires_at = match &k.expires_at {
             None => None,
             Some(text) => Some(parse_timestamp(text).map_err(|m| err(field("expires_at"), m))?),
@@ -184,7 +413,8 @@ fn parse_keys(raw: Vec<RawKey>) -> Result<Vec<KeyEntry>, ConfigError> {
         keys.push(KeyEntry {
             name: k.name,
             sha256,
-            tier: k.tier,
+            tier,
+            limits,
             expires_at,
             enabled: k.enabled,
         });
@@ -352,6 +582,113 @@ mod tests {
             let e = error_of(&text);
             assert_eq!(e.field, field, "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn tiers_merge_over_defaults_and_keys_resolve_limits() {
+        let text = format!(
+            r#"{{"keys": [{}, {{"name": "g", "sha256": "{}", "tier": "gold"}}],
+                "default_tier": "pro",
+                "tiers": {{"gold": {{"per_minute": 5, "per_hour": 50, "burst": 2}},
+                          "free": {{"per_minute": 1, "per_hour": 1, "burst": 1}}}}}}"#,
+            key_json("a", "ka"),
+            sha256_hex(b"kg")
+        );
+        let c = parse(text.as_bytes()).unwrap();
+        assert_eq!(c.tiers.len(), 4);
+        assert_eq!(c.tiers["free"].per_minute, 1);
+        let a = c.keys.get(&crate::digest::sha256(b"ka")).unwrap();
+        assert_eq!((a.tier.as_str(), a.limits.burst), ("pro", 30));
+        let g = c.keys.get(&crate::digest::sha256(b"kg")).unwrap();
+        assert_eq!(
+            g.limits,
+            Limits {
+                per_minute: 5,
+                per_hour: 50,
+                burst: 2
+            }
+        );
+    }
+
+    #[test]
+    fn route_costs_match_whole_segments_and_methods() {
+        let c = parse(
+            br#"{"keys": [], "route_costs": [
+                {"prefix": "/documents", "method": "POST", "cost": 5},
+                {"prefix": "/query/", "cost": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cost_of(b"POST", b"/documents"), 5);
+        assert_eq!(c.cost_of(b"POST", b"/documents/7?x=1"), 5);
+        assert_eq!(c.cost_of(b"GET", b"/documents"), 1);
+        assert_eq!(c.cost_of(b"POST", b"/documentsX"), 1);
+        assert_eq!(c.cost_of(b"GET", b"/query"), 2);
+        assert_eq!(c.cost_of(b"GET", b"/query/a"), 2);
+        assert_eq!(c.cost_of(b"GET", b"/other"), 1);
+    }
+
+    #[test]
+    fn rate_limit_errors_name_the_field() {
+        let d = sha256_hex(b"x");
+        let cases: Vec<(String, &str)> = vec![
+            (
+                r#"{"keys": [], "default_tier": "gold"}"#.into(),
+                "default_tier",
+            ),
+            (
+                format!(r#"{{"keys": [{{"name": "a", "sha256": "{d}", "tier": "gold"}}]}}"#),
+                "keys[0].tier",
+            ),
+            (
+                r#"{"keys": [], "tiers": {"x": {"per_minute": 0, "per_hour": 1, "burst": 1}}}"#
+                    .into(),
+                "tiers.x.per_minute",
+            ),
+            (
+                r#"{"keys": [], "tiers": {"x": {"per_minute": 1, "per_hour": 1}}}"#.into(),
+                "configuration",
+            ),
+            (
+                r#"{"keys": [], "tiers": {"a b": {"per_minute": 1, "per_hour": 1, "burst": 1}}}"#
+                    .into(),
+                "tiers.a b",
+            ),
+            (
+                r#"{"keys": [], "route_costs": [{"prefix": "/d", "cost": 11}]}"#.into(),
+                "route_costs[0].cost",
+            ),
+            (
+                r#"{"keys": [], "route_costs": [{"prefix": "/d", "cost": 0}]}"#.into(),
+                "route_costs[0].cost",
+            ),
+            (
+                r#"{"keys": [], "route_costs": [{"prefix": "d", "cost": 1}]}"#.into(),
+                "route_costs[0].prefix",
+            ),
+            (
+                r#"{"keys": [], "route_costs": [{"prefix": "/d", "method": "post", "cost": 1}]}"#
+                    .into(),
+                "route_costs[0].method",
+            ),
+            (
+                r#"{"keys": [], "rate_limit_status_path": "/health"}"#.into(),
+                "rate_limit_status_path",
+            ),
+            (
+                r#"{"keys": [], "rate_limit_status_path": "status"}"#.into(),
+                "rate_limit_status_path",
+            ),
+            (
+                r#"{"keys": [], "failed_auth": {"per_minute": 0}}"#.into(),
+                "failed_auth.per_minute",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = error_of(&text);
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
+        let e = error_of(r#"{"keys": [], "route_costs": [{"prefix": "/d", "cost": 11}]}"#);
+        assert!(e.message.contains("tier \"free\""), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Security events: one JSON object per line in Envoy's log.
 //!
 //! Schema (fields absent when unknown):
-//! `{"event", "reason", "status", "ip", "method", "path", "key_name", "key_id", "tier"}`.
+//! `{"event", "reason", "status", "ip", "method", "path", "key_name", "key_id", "tier", "limit"}`.
 //! `key_id` is the first 16 hex characters of the key's SHA-256. An event
 //! never holds a key, a header value other than these, or a body; `path` is
 //! cut before the query string (which may carry secrets) and to 200 bytes.
@@ -29,6 +29,10 @@ pub struct SecurityEvent {
     pub key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// For `rate_limited`: `burst`, `minute`, `hour`, `contention` or
+    /// `failed_auth`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'static str>,
 }
 
 impl SecurityEvent {

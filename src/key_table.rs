@@ -60,6 +60,7 @@ mod tests {
             name: name.into(),
             sha256: sha256(secret.as_bytes()),
             tier: "free".into(),
+            limits: crate::config::default_tiers()["free"],
             expires_at: None,
             enabled: true,
         }

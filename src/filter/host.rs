@@ -8,13 +8,40 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, Status};
 
-/// Current time in Unix seconds; `u64::MAX` if the host cannot tell, so that
-/// keys with an expiry are refused rather than admitted.
-pub fn now_unix() -> u64 {
+use crate::shared_store::{SharedStore, StoreError, Versioned};
+
+/// Envoy shared data of this plugin's `vm_id`.
+pub struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), cas)) => Ok(Some(Versioned {
+                value,
+                cas: cas.unwrap_or(0),
+            })),
+            Ok((None, _)) => Ok(None),
+            Err(status) => Err(StoreError::Host(format!("{status:?}"))),
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(status) => Err(StoreError::Host(format!("{status:?}"))),
+        }
+    }
+}
+
+/// Current time in Unix nanoseconds; `u64::MAX` if the host cannot tell, so
+/// that keys with an expiry are refused rather than admitted.
+pub fn now_unix_nanos() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(u64::MAX, |d| d.as_secs())
+        .and_then(|d| u64::try_from(d.as_nanos()).ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// Writes a line to Envoy's log; a failure to log is ignored.

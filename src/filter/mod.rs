@@ -10,11 +10,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
-use crate::admission::{self, Decision, Outcome, RequestView};
+use crate::admission::{self, Decision, LocalReply, Outcome, RequestView};
+use crate::client_address::parse_source_address;
 use crate::config::{self, Config, KEY_NAME_HEADER, KEY_TIER_HEADER};
 use crate::events::{loggable_path, loggable_token, SecurityEvent};
 use crate::response_headers::REMOVED_RESPONSE_HEADERS;
+use crate::{failed_auth, rate_limiter};
 
+use host::HostStore;
 use metrics::Metrics;
 
 proxy_wasm::main! {{
@@ -38,12 +41,13 @@ impl Context for RootFilter {}
 impl RootContext for RootFilter {
     fn on_configure(&mut self, size: usize) -> bool {
         match configure(size) {
-            Ok(active) => {
+            Ok((active, created)) => {
                 host::log(
                     LogLevel::Info,
                     &format!(
-                        "rag-guard: configuration applied ({} keys)",
-                        active.config.keys.len()
+                        "rag-guard: configuration applied ({} keys, {} tiers, {created} shared-data entries created)",
+                        active.config.keys.len(),
+                        active.config.tiers.len(),
                     ),
                 );
                 self.active = Some(Rc::new(active));
@@ -62,6 +66,7 @@ impl RootContext for RootFilter {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(RequestFilter {
             active: self.active.clone(),
+            response_headers: Vec::new(),
         }))
     }
 
@@ -70,22 +75,31 @@ impl RootContext for RootFilter {
     }
 }
 
-fn configure(size: usize) -> Result<Active, String> {
+/// Parses the configuration and creates the shared-data entries it needs
+/// (bucket per key, failed-auth table), leaving existing ones as they are.
+fn configure(size: usize) -> Result<(Active, usize), String> {
     let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
         .map_err(|s| format!("cannot read the plugin configuration ({s:?})"))?
         .unwrap_or_default();
     let config = config::parse(&bytes).map_err(|e| e.to_string())?;
+    let buckets = rate_limiter::ensure_buckets(&HostStore, config.keys.iter().map(|k| &k.sha256))
+        .map_err(|e| format!("cannot create rate-limit buckets: {e}"))?;
+    let slots = failed_auth::ensure_table(&HostStore)
+        .map_err(|e| format!("cannot create the failed-auth table: {e}"))?;
     let metrics = Metrics::define().map_err(|s| format!("cannot define metrics ({s:?})"))?;
-    Ok(Active {
+    let active = Active {
         config,
         metrics,
         info_enabled: host::log_enabled_at(LogLevel::Info),
-    })
+    };
+    Ok((active, buckets + slots))
 }
 
 struct RequestFilter {
     /// None when the configuration was refused: every request then gets 503.
     active: Option<Rc<Active>>,
+    /// Rate-limit headers to put on the upstream's response.
+    response_headers: Vec<(&'static str, String)>,
 }
 
 impl Context for RequestFilter {}
@@ -93,7 +107,7 @@ impl Context for RequestFilter {}
 impl HttpContext for RequestFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(active) = self.active.clone() else {
-            send_reply(None, Outcome::Unavailable);
+            send_reply(None, LocalReply::for_outcome(Outcome::Unavailable));
             return Action::Pause;
         };
         let Ok(headers) = host::request_headers() else {
@@ -111,24 +125,26 @@ impl HttpContext for RequestFilter {
                 _ => {}
             }
         }
+        let client_ip = host::source_address().and_then(|raw| parse_source_address(&raw));
         let request = RequestView {
             authority,
             path,
+            method,
             api_keys: &api_keys,
+            client_ip,
         };
-        let decision = admission::decide(&active.config, &request, host::now_unix());
+        let decision =
+            admission::decide(&active.config, &request, &HostStore, host::now_unix_nanos());
         active.metrics.count(decision.outcome);
-        log_event(&active, &decision, method, path);
+        log_event(&active, &decision, &request);
 
-        if decision.outcome.reply().is_some() {
-            send_reply(Some(&active), decision.outcome);
+        if decision.reply.is_some() {
+            send_reply(Some(&active), decision.reply);
             return Action::Pause;
         }
         // Forwarded: the upstream never sees the key, and sees identity
         // headers only when the filter wrote them.
-        let identity = decision
-            .key
-            .filter(|_| decision.outcome == Outcome::Allowed);
+        let identity = decision.forwarded_identity();
         let applied = host::set_request_header(&active.config.api_key_header, None)
             .and_then(|_| {
                 host::set_request_header(KEY_NAME_HEADER, identity.map(|k| k.name.as_str()))
@@ -139,6 +155,7 @@ impl HttpContext for RequestFilter {
         if applied.is_err() {
             return refuse(&active, Outcome::Unavailable);
         }
+        self.response_headers = decision.response_headers;
         Action::Continue
     }
 
@@ -151,47 +168,41 @@ impl HttpContext for RequestFilter {
                 let _ = host::set_response_header(name, Some(value));
             }
         }
+        for (name, value) in &self.response_headers {
+            let _ = host::set_response_header(name, Some(value));
+        }
         Action::Continue
     }
 }
 
-/// Counts and answers a request the filter cannot process.
+/// Counts, logs and answers a request the filter cannot process.
 fn refuse(active: &Active, outcome: Outcome) -> Action {
     active.metrics.count(outcome);
+    let reply = LocalReply::for_outcome(outcome);
     host::log(
         LogLevel::Error,
         &SecurityEvent {
             event: "auth_failure",
             reason: outcome.as_str(),
-            status: outcome.reply().map(|r| r.status),
+            status: reply.as_ref().map(|r| r.status),
             ..Default::default()
         }
         .to_json(),
     );
-    send_reply(Some(active), outcome);
+    send_reply(Some(active), reply);
     Action::Pause
 }
 
-/// Sends the filter's own JSON reply for `outcome`, with the security
-/// headers already on it (the response phase sets them again, replacing, not
-/// duplicating).
-fn send_reply(active: Option<&Active>, outcome: Outcome) {
-    let reply = outcome
-        .reply()
-        .or(Outcome::Unavailable.reply())
-        .unwrap_or(admission::LocalReply {
-            status: 503,
-            detail: "Service unavailable",
-        });
+/// Sends the filter's own JSON reply, with the security headers already on
+/// it (the response phase sets them again, replacing, not duplicating).
+fn send_reply(active: Option<&Active>, reply: Option<LocalReply>) {
+    let reply = reply.unwrap_or_else(|| LocalReply::error(503, "Service unavailable"));
     let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    if let Some(value) = reply.www_authenticate() {
-        headers.push(("www-authenticate", value));
-    }
+    headers.extend(reply.headers.iter().map(|(n, v)| (*n, v.as_str())));
     if let Some(active) = active {
         headers.extend(active.config.security_headers.iter());
     }
-    let body = reply.body();
-    if hostcalls::send_http_response(reply.status, headers, Some(&body)).is_err() {
+    if hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).is_err() {
         host::log(
             LogLevel::Error,
             "rag-guard: could not send a local reply; resetting the stream",
@@ -200,28 +211,33 @@ fn send_reply(active: Option<&Active>, outcome: Outcome) {
     }
 }
 
-fn log_event(active: &Active, decision: &Decision<'_>, method: &[u8], path: &[u8]) {
-    let (event, level) = match decision.outcome {
+fn log_event(active: &Active, decision: &Decision<'_>, request: &RequestView<'_>) {
+    let (event, level, limit) = match decision.outcome {
         Outcome::Public => return,
-        Outcome::Allowed if !active.info_enabled => return,
-        Outcome::Allowed => ("auth_success", LogLevel::Info),
-        Outcome::HostRejected => ("host_rejected", LogLevel::Warn),
-        Outcome::Unavailable => ("auth_failure", LogLevel::Error),
-        _ => ("auth_failure", LogLevel::Warn),
+        Outcome::Allowed | Outcome::RateLimitStatus if !active.info_enabled => return,
+        Outcome::Allowed | Outcome::RateLimitStatus => ("auth_success", LogLevel::Info, None),
+        Outcome::HostRejected => ("host_rejected", LogLevel::Warn, None),
+        Outcome::AuthBlocked => ("rate_limited", LogLevel::Warn, Some("failed_auth")),
+        Outcome::RateLimited(kind) => ("rate_limited", LogLevel::Warn, Some(kind.as_str())),
+        Outcome::RateLimitContention => ("rate_limited", LogLevel::Warn, Some("contention")),
+        Outcome::Unavailable => ("auth_failure", LogLevel::Error, None),
+        Outcome::MissingKey
+        | Outcome::MultipleKeys
+        | Outcome::InvalidKey
+        | Outcome::ExpiredKey
+        | Outcome::DisabledKey => ("auth_failure", LogLevel::Warn, None),
     };
-    let ip = host::source_address()
-        .and_then(|raw| crate::client_address::parse_source_address(&raw))
-        .map(|ip| ip.to_string());
     let event = SecurityEvent {
         event,
         reason: decision.outcome.as_str(),
-        status: decision.outcome.reply().map(|r| r.status),
-        ip,
-        method: Some(loggable_token(method)),
-        path: Some(loggable_path(path)),
+        status: decision.reply.as_ref().map(|r| r.status),
+        ip: request.client_ip.map(|ip| ip.to_string()),
+        method: Some(loggable_token(request.method)),
+        path: Some(loggable_path(request.path)),
         key_name: decision.key.map(|k| k.name.clone()),
         key_id: decision.key_id.clone(),
         tier: decision.key.map(|k| k.tier.clone()),
+        limit,
     };
     host::log(level, &event.to_json());
 }

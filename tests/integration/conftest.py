@@ -39,6 +39,12 @@ def base_plugin_config(**overrides) -> dict:
             {"name": "client-disabled", "sha256": digest(KEYS["disabled"]), "enabled": False},
         ],
         "public_paths": ["/health", "/echo/public/*"],
+        # Suites that are not about limits must not trip them.
+        "tiers": {
+            "free": {"per_minute": 1000000, "per_hour": 100000000, "burst": 1000000},
+            "pro": {"per_minute": 1000000, "per_hour": 100000000, "burst": 1000000},
+        },
+        "failed_auth": {"per_minute": 1000000},
     }
     cfg.update(overrides)
     return cfg
