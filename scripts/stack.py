@@ -26,19 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 ENVOY_YAML = ROOT / "envoy" / "envoy.yaml"
 WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "rag_guard.wasm"
 BIN_DIR = ROOT / "target" / "release"
-VENV_ENVOY = ROOT / ".venv" / "bin" / "envoy"
+VENV_ENVOY = Path(os.environ.get("VENV", ROOT / ".venv")).resolve() / "bin" / "envoy"
 
 
 def envoy_binary() -> str:
-    """ENVOY_BIN, else the project virtualenv's envoy, else envoy on PATH."""
+    """The same choice as the Makefile: ENVOY_BIN, else an `envoy` on PATH,
+    else the project virtualenv's."""
     if os.environ.get("ENVOY_BIN"):
         return os.environ["ENVOY_BIN"]
+    found = shutil.which("envoy")
+    if found:
+        return found
     if VENV_ENVOY.exists():
         return str(VENV_ENVOY)
-    found = shutil.which("envoy")
-    if not found:
-        raise RuntimeError("no Envoy: run `make envoy` or set ENVOY_BIN")
-    return found
+    raise RuntimeError("no Envoy: run `make envoy` or set ENVOY_BIN")
 
 
 def _wasm_filter(cfg: dict) -> dict:
@@ -151,6 +152,7 @@ def start_envoy(
     *,
     concurrency: int = 2,
     log_level: str = "warning",
+    wasm_log_level: str = "info",
     ready_timeout: float = 30.0,
 ) -> Envoy:
     """Starts Envoy with `config` and waits until its listener answers.
@@ -175,7 +177,7 @@ def start_envoy(
                 "--concurrency", str(concurrency),
                 "--disable-hot-restart",
                 "--log-level", log_level,
-                "--component-log-level", "wasm:info",
+                "--component-log-level", f"wasm:{wasm_log_level}",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -215,6 +215,19 @@ impl<'c> Decision<'c> {
     }
 }
 
+/// The decisions that need neither the client's address, the clock nor
+/// shared data: a rejected host or a public path. None: call [`decide`].
+/// (The adapter asks this first and skips those host calls when it can.)
+pub fn decide_early(config: &Config, req: &RequestView<'_>) -> Option<Decision<'static>> {
+    if !config.allowed_hosts.allows(req.authority) {
+        return Some(Decision::of(Outcome::HostRejected));
+    }
+    if config.public_paths.matches(req.path) {
+        return Some(Decision::of(Outcome::Public));
+    }
+    None
+}
+
 /// Decides what to do with a request. `now_ns` is Unix nanoseconds.
 pub fn decide<'c>(
     config: &'c Config,
@@ -222,11 +235,8 @@ pub fn decide<'c>(
     store: &dyn SharedStore,
     now_ns: u64,
 ) -> Decision<'c> {
-    if !config.allowed_hosts.allows(req.authority) {
-        return Decision::of(Outcome::HostRejected);
-    }
-    if config.public_paths.matches(req.path) {
-        return Decision::of(Outcome::Public);
+    if let Some(early) = decide_early(config, req) {
+        return early;
     }
 
     // Addresses with too many recent failures get no further.

@@ -237,8 +237,20 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     }
     if matches!(
         api_key_header.as_str(),
-        "host" | KEY_NAME_HEADER | KEY_TIER_HEADER | "content-length" | "content-type"
-    ) {
+        "host"
+            | KEY_NAME_HEADER
+            | KEY_TIER_HEADER
+            | "content-length"
+            | "content-type"
+            | "transfer-encoding"
+            | "connection"
+            | "te"
+            | "upgrade"
+            | "keep-alive"
+            | "cookie"
+            | "authorization"
+    ) || api_key_header.starts_with("x-envoy-")
+    {
         return Err(err(
             "api_key_header",
             format!("{api_key_header:?} cannot carry the API key"),
@@ -559,6 +571,14 @@ mod tests {
             ),
             (
                 r#"{"keys": [], "api_key_header": "bad header"}"#.into(),
+                "api_key_header",
+            ),
+            (
+                r#"{"keys": [], "api_key_header": "x-envoy-key"}"#.into(),
+                "api_key_header",
+            ),
+            (
+                r#"{"keys": [], "api_key_header": "Connection"}"#.into(),
                 "api_key_header",
             ),
             (

@@ -21,9 +21,9 @@ impl HostAllowlist {
         for entry in entries {
             let lower = entry.to_ascii_lowercase();
             if let Some(suffix) = lower.strip_prefix("*.") {
-                if !is_host_name(suffix) {
+                if !is_host_name(suffix) || !suffix.contains('.') {
                     return Err(format!(
-                        "{entry:?} is not a valid wildcard host (use *.example.com)"
+                        "{entry:?} is not a valid wildcard host (use *.example.com; a bare *.tld is refused)"
                     ));
                 }
                 list.suffixes.push(format!(".{suffix}"));
@@ -159,7 +159,16 @@ mod tests {
 
     #[test]
     fn bad_entries_are_errors() {
-        for bad in ["http://x.com", "x.com:80", "*.", "a..b", "*", "x.com/p", ""] {
+        for bad in [
+            "http://x.com",
+            "x.com:80",
+            "*.",
+            "a..b",
+            "*",
+            "x.com/p",
+            "",
+            "*.com",
+        ] {
             assert!(HostAllowlist::new(&[bad.to_string()]).is_err(), "{bad}");
         }
     }

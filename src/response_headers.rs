@@ -25,10 +25,27 @@ pub const DEFAULT_SECURITY_HEADERS: [(&str, &str); 7] = [
 /// behind the API.
 pub const REMOVED_RESPONSE_HEADERS: [&str; 2] = ["server", "x-envoy-upstream-service-time"];
 
+/// Headers the policy may not set: they would break responses or forge
+/// framing, authentication or cookies.
+const FORBIDDEN: [&str; 9] = [
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "www-authenticate",
+    "set-cookie",
+    "retry-after",
+    "date",
+    "location",
+];
+
 /// The resolved list of security headers, in a stable order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityHeaders {
     headers: Vec<(String, String)>,
+    /// Default headers the configuration dropped: removed from responses,
+    /// in case Envoy's own local-reply config added them.
+    dropped: Vec<String>,
 }
 
 impl SecurityHeaders {
@@ -44,7 +61,11 @@ impl SecurityHeaders {
             if !is_token(&lower) {
                 return Err(format!("{name:?} is not a valid header name"));
             }
-            if REMOVED_RESPONSE_HEADERS.contains(&lower.as_str()) || lower == "content-length" {
+            if REMOVED_RESPONSE_HEADERS.contains(&lower.as_str())
+                || FORBIDDEN.contains(&lower.as_str())
+                || lower.starts_with("x-ratelimit-")
+                || lower.starts_with("ratelimit")
+            {
                 return Err(format!("{name:?} cannot be set by this policy"));
             }
             match value {
@@ -57,14 +78,56 @@ impl SecurityHeaders {
                 }
             }
         }
+        let dropped = DEFAULT_SECURITY_HEADERS
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .filter(|n| !merged.contains_key(n))
+            .collect();
         Ok(SecurityHeaders {
             headers: merged.into_iter().collect(),
+            dropped,
         })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
+
+    /// Default security headers this policy removes.
+    pub fn dropped(&self) -> impl Iterator<Item = &str> {
+        self.dropped.iter().map(String::as_str)
+    }
+}
+
+/// The response headers after the policy: removed and dropped headers gone,
+/// every security header and every `extra` header set exactly once (any copy
+/// the upstream sent is replaced), everything else kept in order.
+pub fn apply(
+    headers: Vec<(String, Vec<u8>)>,
+    policy: &SecurityHeaders,
+    extra: &[(&str, String)],
+) -> Vec<(String, Vec<u8>)> {
+    let replaced = |name: &str| {
+        REMOVED_RESPONSE_HEADERS.contains(&name)
+            || policy.dropped.iter().any(|d| d == name)
+            || policy.headers.iter().any(|(n, _)| n == name)
+            || extra.iter().any(|(n, _)| *n == name)
+    };
+    let mut out: Vec<(String, Vec<u8>)> = headers
+        .into_iter()
+        .filter(|(name, _)| !replaced(name))
+        .collect();
+    out.extend(
+        policy
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+    );
+    out.extend(
+        extra
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+    );
+    out
 }
 
 /// An HTTP header name (RFC 9110 token), lowercase.
@@ -113,6 +176,42 @@ mod tests {
         assert_eq!(get(&h, "x-xss-protection"), None);
         assert_eq!(get(&h, "cross-origin-opener-policy"), Some("same-origin"));
         assert_eq!(h.iter().count(), 7);
+        assert_eq!(h.dropped().collect::<Vec<_>>(), ["x-xss-protection"]);
+    }
+
+    #[test]
+    fn apply_replaces_removes_and_keeps_the_rest() {
+        let mut o = BTreeMap::new();
+        o.insert("x-xss-protection".to_string(), None);
+        let policy = SecurityHeaders::new(&o).unwrap();
+        let upstream = vec![
+            (":status".to_string(), b"200".to_vec()),
+            ("content-type".to_string(), b"application/json".to_vec()),
+            ("server".to_string(), b"gunicorn".to_vec()),
+            ("x-envoy-upstream-service-time".to_string(), b"3".to_vec()),
+            ("x-frame-options".to_string(), b"ALLOWALL".to_vec()),
+            ("x-xss-protection".to_string(), b"0".to_vec()),
+            ("x-ratelimit-remaining-minute".to_string(), b"999".to_vec()),
+            ("set-cookie".to_string(), b"a=1".to_vec()),
+            ("set-cookie".to_string(), b"b=2".to_vec()),
+        ];
+        let extra = [("x-ratelimit-remaining-minute", "5".to_string())];
+        let out = apply(upstream, &policy, &extra);
+        let all = |name: &str| -> Vec<&[u8]> {
+            out.iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_slice())
+                .collect()
+        };
+        assert_eq!(out[0].0, ":status");
+        assert_eq!(all("x-frame-options"), [b"DENY"]);
+        assert!(all("x-xss-protection").is_empty());
+        assert!(all("server").is_empty());
+        assert!(all("x-envoy-upstream-service-time").is_empty());
+        assert_eq!(all("x-ratelimit-remaining-minute"), [b"5"]);
+        assert_eq!(all("set-cookie"), [&b"a=1"[..], b"b=2"]);
+        assert_eq!(all("content-type"), [b"application/json"]);
+        assert_eq!(all("x-content-type-options"), [b"nosniff"]);
     }
 
     #[test]
@@ -125,6 +224,9 @@ mod tests {
             ("x-a", Some("caf\u{e9}")),
             ("server", Some("nginx")),
             ("content-length", Some("1")),
+            ("Set-Cookie", Some("a=b")),
+            ("content-type", Some("text/html")),
+            ("x-ratelimit-limit-minute", Some("1")),
         ] {
             let mut o = BTreeMap::new();
             o.insert(name.to_string(), value.map(String::from));

@@ -8,22 +8,31 @@
 //!   and the body's length and SHA-256, so tests can assert exactly what the
 //!   filter forwarded.
 //!
-//! Usage: `demo-upstream [--listen 127.0.0.1:8000] [--threads 4]`. Prints
+//! Usage: `demo-upstream [--listen 127.0.0.1:8000] [--threads 2]`. Prints
 //! `listening on http://ADDR` once bound (port 0 picks a free port).
+//!
+//! Built on hyper and tokio: keep-alive connections from Envoy stay open for
+//! a long time, and a server must not park new connections behind them.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::io::Write;
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
 use rag_guard::digest::sha256_hex;
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response, Server};
 
 fn main() -> Result<(), String> {
     let mut listen = "127.0.0.1:8000".to_string();
-    let mut threads = 4usize;
+    let mut threads = 2usize;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match (flag.as_str(), args.next()) {
@@ -34,56 +43,67 @@ fn main() -> Result<(), String> {
             _ => return Err("usage: demo-upstream [--listen ADDR] [--threads N]".into()),
         }
     }
-    let server = Arc::new(Server::http(&listen).map_err(|e| format!("bind {listen}: {e}"))?);
-    let addr = server.server_addr().to_ip().ok_or("not an IP listener")?;
-    println!("listening on http://{addr}");
-
-    let workers: Vec<_> = (0..threads.max(1))
-        .map(|_| {
-            let server = Arc::clone(&server);
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    handle(request);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        let _ = w.join();
-    }
-    Ok(())
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_io()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?
+        .block_on(serve(listen))
 }
 
-fn handle(mut request: Request) {
-    let mut body = Vec::new();
-    let _ = request.as_reader().read_to_end(&mut body);
-    let url = request.url().to_string();
-    let path = url.split('?').next().unwrap_or("").to_string();
-    let method = request.method().clone();
-    let (status, value) = match (&method, path.as_str()) {
-        (_, p) if p == "/echo" || p.starts_with("/echo/") => (200, echo(&request, &body)),
-        (Method::Get, "/health") => (200, json!({"status": "ok"})),
-        (Method::Post, "/query") => query(&body),
-        (Method::Get, "/documents") => (
+async fn serve(listen: String) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("bind {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service_fn(handle))
+                .await;
+        });
+    }
+}
+
+async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let path = parts.uri.path();
+    let (status, value) = match (&parts.method, path) {
+        (_, p) if p == "/echo" || p.starts_with("/echo/") => (200, echo(&parts, &body)),
+        (&Method::GET, "/health") => (200, json!({"status": "ok"})),
+        (&Method::POST, "/query") => query(&body),
+        (&Method::GET, "/documents") => (
             200,
             json!({"documents": [{"id": "doc-1", "filename": "handbook.md"}]}),
         ),
-        (Method::Post, "/documents") => (
+        (&Method::POST, "/documents") => (
             201,
             json!({"id": "doc-new", "bytes": body.len(), "sha256": sha256_hex(&body)}),
         ),
         _ => (404, json!({"detail": "Not Found"})),
     };
-    let mut response = Response::from_string(value.to_string()).with_status_code(status);
-    for (name, value) in [
-        ("content-type", "application/json"),
-        ("server", "demo-upstream"),
-    ] {
-        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    let _ = request.respond(response);
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        "server",
+        hyper::header::HeaderValue::from_static("demo-upstream"),
+    );
+    Ok(response)
 }
 
 fn query(body: &[u8]) -> (u16, Value) {
@@ -105,20 +125,19 @@ fn query(body: &[u8]) -> (u16, Value) {
     }
 }
 
-fn echo(request: &Request, body: &[u8]) -> Value {
-    let headers: Vec<Value> = request
-        .headers()
+fn echo(parts: &hyper::http::request::Parts, body: &[u8]) -> Value {
+    let headers: Vec<Value> = parts
+        .headers
         .iter()
-        .map(|h| {
-            json!([
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str()
-            ])
-        })
+        .map(|(name, value)| json!([name.as_str(), String::from_utf8_lossy(value.as_bytes())]))
         .collect();
+    let url = parts.uri.path_and_query().map_or_else(
+        || parts.uri.path().to_string(),
+        |pq| pq.as_str().to_string(),
+    );
     json!({
-        "method": request.method().as_str(),
-        "url": request.url(),
+        "method": parts.method.as_str(),
+        "url": url,
         "headers": headers,
         "body_bytes": body.len(),
         "body_sha256": sha256_hex(body),

@@ -16,6 +16,9 @@ use base64::Engine as _;
 use rag_guard::config::{self, is_plain_name};
 use rag_guard::digest::sha256_hex;
 
+/// Longest `--expires-in` accepted.
+const MAX_KEY_LIFETIME: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+
 const USAGE: &str = "usage:
   rag-guard keygen --name NAME [--tier TIER] [--expires-in DURATION] [--json]
   rag-guard hash KEY|-
@@ -88,7 +91,14 @@ fn keygen(args: &[String]) -> Result<(), String> {
         Some(text) => {
             let d = humantime::parse_duration(&text)
                 .map_err(|e| format!("--expires-in {text:?}: {e} (try 90d or 12h)"))?;
-            let at = SystemTime::now() + Duration::from_secs(d.as_secs());
+            if d > MAX_KEY_LIFETIME {
+                return Err(format!(
+                    "--expires-in {text:?}: more than 100 years; omit it for a key that never expires"
+                ));
+            }
+            let at = SystemTime::now()
+                .checked_add(Duration::from_secs(d.as_secs()))
+                .ok_or(format!("--expires-in {text:?} is out of range"))?;
             Some(humantime::format_rfc3339_seconds(at).to_string())
         }
     };

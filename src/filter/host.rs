@@ -63,8 +63,17 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status>
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
 }
 
-pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), Status> {
-    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value)
+pub fn response_headers() -> Result<Vec<(String, Vec<u8>)>, Status> {
+    hostcalls::get_map_bytes(MapType::HttpResponseHeaders)
+}
+
+/// Replaces the whole response header map.
+pub fn set_response_headers(headers: &[(String, Vec<u8>)]) -> Result<(), Status> {
+    let pairs: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    hostcalls::set_map_bytes(MapType::HttpResponseHeaders, pairs)
 }
 
 /// `source.address` as raw bytes (`ip:port`).

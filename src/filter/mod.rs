@@ -14,7 +14,7 @@ use crate::admission::{self, Decision, LocalReply, Outcome, RequestView};
 use crate::client_address::parse_source_address;
 use crate::config::{self, Config, KEY_NAME_HEADER, KEY_TIER_HEADER};
 use crate::events::{loggable_path, loggable_token, SecurityEvent};
-use crate::response_headers::REMOVED_RESPONSE_HEADERS;
+use crate::response_headers;
 use crate::{failed_auth, rate_limiter};
 
 use host::HostStore;
@@ -116,25 +116,34 @@ impl HttpContext for RequestFilter {
 
         let (mut authority, mut path, mut method) = (None, &b""[..], &b""[..]);
         let mut api_keys: Vec<&[u8]> = Vec::new();
+        let mut has_identity_headers = false;
         for (name, value) in &headers {
             match name.as_str() {
                 ":authority" => authority = Some(value.as_slice()),
                 ":path" => path = value.as_slice(),
                 ":method" => method = value.as_slice(),
+                KEY_NAME_HEADER | KEY_TIER_HEADER => has_identity_headers = true,
                 n if n == active.config.api_key_header => api_keys.push(value.as_slice()),
                 _ => {}
             }
         }
-        let client_ip = host::source_address().and_then(|raw| parse_source_address(&raw));
-        let request = RequestView {
+        let mut request = RequestView {
             authority,
             path,
             method,
             api_keys: &api_keys,
-            client_ip,
+            client_ip: None,
         };
-        let decision =
-            admission::decide(&active.config, &request, &HostStore, host::now_unix_nanos());
+        // Host calls for the address, the clock and shared data only when
+        // the decision needs them.
+        let decision = match admission::decide_early(&active.config, &request) {
+            Some(early) => early,
+            None => {
+                request.client_ip =
+                    host::source_address().and_then(|raw| parse_source_address(&raw));
+                admission::decide(&active.config, &request, &HostStore, host::now_unix_nanos())
+            }
+        };
         active.metrics.count(decision.outcome);
         log_event(&active, &decision, &request);
 
@@ -143,15 +152,23 @@ impl HttpContext for RequestFilter {
             return Action::Pause;
         }
         // Forwarded: the upstream never sees the key, and sees identity
-        // headers only when the filter wrote them.
+        // headers only when the filter wrote them. Headers that are absent
+        // cost no host call.
         let identity = decision.forwarded_identity();
-        let applied = host::set_request_header(&active.config.api_key_header, None)
-            .and_then(|_| {
-                host::set_request_header(KEY_NAME_HEADER, identity.map(|k| k.name.as_str()))
-            })
-            .and_then(|_| {
-                host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
-            });
+        let mut applied = Ok(());
+        if !api_keys.is_empty() {
+            applied =
+                applied.and_then(|_| host::set_request_header(&active.config.api_key_header, None));
+        }
+        if identity.is_some() || has_identity_headers {
+            applied = applied
+                .and_then(|_| {
+                    host::set_request_header(KEY_NAME_HEADER, identity.map(|k| k.name.as_str()))
+                })
+                .and_then(|_| {
+                    host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
+                });
+        }
         if applied.is_err() {
             return refuse(&active, Outcome::Unavailable);
         }
@@ -160,16 +177,20 @@ impl HttpContext for RequestFilter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        for name in REMOVED_RESPONSE_HEADERS {
-            let _ = host::set_response_header(name, None);
-        }
-        if let Some(active) = &self.active {
-            for (name, value) in active.config.security_headers.iter() {
-                let _ = host::set_response_header(name, Some(value));
+        // Two host calls (read the map, write it back) instead of one per
+        // header: the response phase runs on every request.
+        let Some(active) = &self.active else {
+            return Action::Continue;
+        };
+        if let Ok(headers) = host::response_headers() {
+            let headers = response_headers::apply(
+                headers,
+                &active.config.security_headers,
+                &self.response_headers,
+            );
+            if host::set_response_headers(&headers).is_err() {
+                host::log(LogLevel::Error, "rag-guard: could not set response headers");
             }
-        }
-        for (name, value) in &self.response_headers {
-            let _ = host::set_response_header(name, Some(value));
         }
         Action::Continue
     }

@@ -57,10 +57,13 @@ def fire_simultaneously(port: int, requests: list[bytes], timeout: float = 20.0)
         results: list = [None] * n
 
         def worker(i: int) -> None:
-            barrier.wait(timeout)
-            socks[i].sendall(requests[i])
-            status, headers, _, _ = read_response(socks[i])
-            results[i] = (status, headers)
+            try:
+                barrier.wait(timeout)
+                socks[i].sendall(requests[i])
+                status, headers, _, _ = read_response(socks[i])
+                results[i] = (status, headers)
+            except Exception as e:  # noqa: BLE001 - reported by the caller
+                results[i] = e
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
         for t in threads:
@@ -70,8 +73,10 @@ def fire_simultaneously(port: int, requests: list[bytes], timeout: float = 20.0)
         for t in threads:
             t.join(timeout)
         elapsed = time.monotonic() - start
-        if any(r is None for r in results):
-            raise AssertionError("some requests got no response")
+        failed = [(i, r) for i, r in enumerate(results) if not isinstance(r, tuple)]
+        if failed:
+            raise AssertionError(f"{len(failed)} of {n} requests got no response, e.g. #{failed[0][0]}: "
+                                 f"{failed[0][1]!r}")
         return results, elapsed
     finally:
         for s in socks:

@@ -24,9 +24,12 @@ TIERS = {
     "hour5": {"per_minute": 100, "per_hour": 5, "burst": 100},
     "refill": {"per_minute": 60, "per_hour": 1000, "burst": 5},
     "gold": {"per_minute": 77, "per_hour": 7777, "burst": 7},
+    # Slow refill (1/s burst and minute, 1 per 3.6 s hour) so counts stay
+    # put while the reload happens.
+    "reload": {"per_minute": 60, "per_hour": 1000, "burst": 10},
 }
 KEY_TIERS = {"b1": "burst10", "b2": "burst10", "b3": "burst10", "m5": "minute5", "h3": "hour5",
-             "r": "refill", "g": "gold", "f": "free", "p": "pro", "reload": "burst10"}
+             "r": "refill", "g": "gold", "f": "free", "p": "pro", "reload": "reload"}
 
 
 def plugin_config(**overrides) -> dict:
@@ -64,17 +67,29 @@ def wait_until_full(envoy, key, timeout=10.0):
     raise AssertionError(f"bucket of {key} did not refill in {timeout}s")
 
 
+def exact_rounds(envoy, keys: list[str], requests: list[bytes], rounds: int):
+    """Yields the results of `rounds` rounds of simultaneous requests, each
+    started with full buckets. The burst buckets refill at 5 tokens/s, so a
+    round is exact only if it takes less than 200 ms; a slower round (a
+    loaded machine) is discarded and run again, at most 10 times in all."""
+    slow = []
+    done = 0
+    while done < rounds:
+        for key in keys:
+            wait_until_full(envoy, key)
+        results, elapsed = fire_simultaneously(envoy.port, requests)
+        if elapsed >= 0.2:
+            slow.append(round(elapsed, 3))
+            assert len(slow) <= 10, f"too many slow rounds to judge exactness: {slow}"
+            continue
+        done += 1
+        yield results
+
+
 def test_burst_is_exact_under_concurrency(rl_envoy):
     req = build_request("/echo/x", [("X-API-Key", KEYS["b1"])])
-    spreads = []
-    for round_ in range(20):
-        wait_until_full(rl_envoy, "b1")
-        results, elapsed = fire_simultaneously(rl_envoy.port, [req] * 100)
-        spreads.append(elapsed)
+    for round_, results in enumerate(exact_rounds(rl_envoy, ["b1"], [req] * 100, 20)):
         statuses = [s for s, _ in results]
-        # burst 10 refills at 5 tokens/s: one extra token needs 200 ms, and
-        # a round takes far less (asserted, so the count below is exact).
-        assert elapsed < 0.2, f"round {round_} took {elapsed:.3f}s: too slow to be exact"
         assert statuses.count(200) == 10, f"round {round_}: {statuses.count(200)} admitted"
         assert statuses.count(429) == 90
         for status, headers in results:
@@ -86,11 +101,7 @@ def test_burst_is_exact_under_concurrency(rl_envoy):
 
 def test_two_keys_interleaved_each_get_their_own_burst(rl_envoy):
     reqs = [build_request("/echo/x", [("X-API-Key", KEYS["b2" if i % 2 else "b3"])]) for i in range(100)]
-    for round_ in range(5):
-        wait_until_full(rl_envoy, "b2")
-        wait_until_full(rl_envoy, "b3")
-        results, elapsed = fire_simultaneously(rl_envoy.port, reqs)
-        assert elapsed < 0.2, f"round {round_} took {elapsed:.3f}s"
+    for round_, results in enumerate(exact_rounds(rl_envoy, ["b2", "b3"], reqs, 5)):
         admitted_b2 = sum(1 for i, (s, _) in enumerate(results) if s == 200 and i % 2)
         admitted_b3 = sum(1 for i, (s, _) in enumerate(results) if s == 200 and not i % 2)
         assert (admitted_b2, admitted_b3) == (10, 10), f"round {round_}"
@@ -226,7 +237,7 @@ def test_reload_keeps_spent_tokens(tmp_path, upstream):
 
         # New configuration: the key's tier gets a bigger burst.
         changed = plugin_config()
-        changed["tiers"]["burst10"]["burst"] = 20
+        changed["tiers"]["reload"]["burst"] = 20
         new = copy.deepcopy(listener)
         wasm = new["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"]
         wasm["configuration"]["value"] = json.dumps(changed)
@@ -239,9 +250,9 @@ def test_reload_keeps_spent_tokens(tmp_path, upstream):
 
         st = status_of(envoy, "reload")
         assert st["burst_limit"] == 20
-        # 7 spent stay spent (a little refill at 5/s is allowed for the
-        # time the reload took): nowhere near a fresh bucket of 20.
-        assert 13 <= st["burst_remaining"] < 20
-        assert st["requests_this_hour"] == 7
+        # 7 spent stay spent (a token may have refilled during the reload):
+        # nowhere near a fresh bucket of 20.
+        assert st["burst_remaining"] in (13, 14), st
+        assert st["requests_this_hour"] == 7, st
     finally:
         envoy.stop()

@@ -68,6 +68,9 @@ def test_overrides_and_drops(stacks):
     expected["x-frame-options"] = "SAMEORIGIN"
     del expected["x-xss-protection"]
     expected["cross-origin-opener-policy"] = "same-origin"
+    # Upstream reply, rag-guard's own 401, and Envoy's own 400 (which
+    # envoy.yaml's local_reply_config decorates: there the dropped header
+    # comes back, since that list is Envoy's, not the plugin's).
     for resp in [request(envoy.port, path="/health"), request(envoy.port, path="/query")]:
         assert_security_headers(resp, expected)
         assert resp.header("x-xss-protection") is None
@@ -86,3 +89,11 @@ def test_host_allowlist(stacks):
         assert_security_headers(resp)
     # Public paths are no way around the allowlist.
     assert request(envoy.port, path="/health", host="evil.com").status == 400
+
+
+@pytest.mark.parametrize("path,status", [("/echo%2Fx", 307), ("/health%00", 400), ("/health#frag", 400)])
+def test_on_envoy_replies_that_never_reach_the_filter(envoy, path, status):
+    resp = request(envoy.port, path=path, headers=[("X-API-Key", KEYS["good"])])
+    assert resp.status == status
+    for name, value in SECURITY_HEADERS.items():
+        assert resp.all(name) == [value], (name, resp.headers)
