@@ -80,6 +80,7 @@ bench-limiter: build envoy
 	  echo "installing wrk from Debian"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(VENV)/bin/python bench/limiter.py
+	cargo bench --bench hot_paths
 
 wasm-size: wasm
 	@stat -c '%s bytes  $(WASM)' $(WASM)

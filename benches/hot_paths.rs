@@ -1,0 +1,78 @@
+//! Native timings of the filter's hot pure functions (`cargo bench --bench
+//! hot_paths`, also run by `make bench-limiter`). Native code, not wasm in
+//! V8: these bound the compute part of a request; the live-Envoy benchmark
+//! (bench/limiter.py) adds host calls and the wasm runtime.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rag_guard::admission::{decide, RequestView};
+use rag_guard::config;
+use rag_guard::digest::{sha256, sha256_hex};
+use rag_guard::failed_auth;
+use rag_guard::rate_limiter;
+use rag_guard::shared_store::MemoryStore;
+use rag_guard::token_bucket::{check, BucketState, Limits};
+
+fn time(name: &str, iterations: u32, mut f: impl FnMut()) {
+    for _ in 0..iterations / 10 {
+        f();
+    }
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            f();
+        }
+        best = best.min(start.elapsed().as_nanos() as f64 / f64::from(iterations));
+    }
+    println!("{name:<58} {best:>8.0} ns/op (best of 5 x {iterations})");
+}
+
+fn main() {
+    let key = b"rag_bench-key-0000000000000000000000000000000000";
+    let text = format!(
+        r#"{{"keys": [{{"name": "bench", "sha256": "{}", "tier": "bench"}}],
+            "tiers": {{"bench": {{"per_minute": 1000000, "per_hour": 100000000, "burst": 1000000}}}},
+            "failed_auth": {{"per_minute": 1000000}}}}"#,
+        sha256_hex(key)
+    );
+    let Ok(cfg) = config::parse(text.as_bytes()) else {
+        eprintln!("bad bench config");
+        return;
+    };
+    let store = MemoryStore::new();
+    let _ = rate_limiter::ensure_buckets(&store, cfg.keys.iter().map(|k| &k.sha256));
+    let _ = failed_auth::ensure_table(&store);
+    let limits = Limits {
+        per_minute: 1_000_000,
+        per_hour: 100_000_000,
+        burst: 1_000_000,
+    };
+    let mut now = 1_800_000_000_000_000_000u64;
+
+    time("sha256 of a 47-byte key + key table lookup", 200_000, || {
+        black_box(cfg.keys.get(&sha256(black_box(key))));
+    });
+    time("token_bucket::check (3 buckets, admitted)", 1_000_000, || {
+        now += 1000;
+        black_box(check(black_box(&BucketState::default()), &limits, 1, now));
+    });
+    let digest = sha256(key);
+    time("rate_limiter::spend on MemoryStore (get + CAS)", 200_000, || {
+        now += 1000;
+        let _ = black_box(rate_limiter::spend(&store, &digest, &limits, 1, now));
+    });
+    let keys: [&[u8]; 1] = [key];
+    let req = RequestView {
+        authority: Some(b"127.0.0.1:10000"),
+        path: b"/query",
+        method: b"GET",
+        api_keys: &keys,
+        client_ip: Some("127.0.0.1".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())),
+    };
+    time("admission::decide, authenticated + limiter + headers", 100_000, || {
+        now += 1000;
+        black_box(decide(&cfg, &req, &store, now));
+    });
+}
