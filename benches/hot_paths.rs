@@ -51,28 +51,48 @@ fn main() {
     };
     let mut now = 1_800_000_000_000_000_000u64;
 
-    time("sha256 of a 47-byte key + key table lookup", 200_000, || {
-        black_box(cfg.keys.get(&sha256(black_box(key))));
-    });
-    time("token_bucket::check (3 buckets, admitted)", 1_000_000, || {
-        now += 1000;
-        black_box(check(black_box(&BucketState::default()), &limits, 1, now));
-    });
+    time(
+        "sha256 of a 47-byte key + key table lookup",
+        200_000,
+        || {
+            black_box(cfg.keys.get(&sha256(black_box(key))));
+        },
+    );
+    time(
+        "token_bucket::check (3 buckets, admitted)",
+        1_000_000,
+        || {
+            now += 1000;
+            black_box(check(black_box(&BucketState::default()), &limits, 1, now));
+        },
+    );
     let digest = sha256(key);
-    time("rate_limiter::spend on MemoryStore (get + CAS)", 200_000, || {
-        now += 1000;
-        let _ = black_box(rate_limiter::spend(&store, &digest, &limits, 1, now));
-    });
+    time(
+        "rate_limiter::spend on MemoryStore (get + CAS)",
+        200_000,
+        || {
+            now += 1000;
+            let _ = black_box(rate_limiter::spend(&store, &digest, &limits, 1, now));
+        },
+    );
     let keys: [&[u8]; 1] = [key];
     let req = RequestView {
         authority: Some(b"127.0.0.1:10000"),
         path: b"/query",
         method: b"GET",
         api_keys: &keys,
-        client_ip: Some("127.0.0.1".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())),
+        client_ip: Some(
+            "127.0.0.1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        ),
     };
-    time("admission::decide, authenticated + limiter + headers", 100_000, || {
-        now += 1000;
-        black_box(decide(&cfg, &req, &store, now));
-    });
+    time(
+        "admission::decide, authenticated + limiter + headers",
+        100_000,
+        || {
+            now += 1000;
+            black_box(decide(&cfg, &req, &store, now));
+        },
+    );
 }

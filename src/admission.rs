@@ -254,9 +254,18 @@ pub fn decide<'c>(
     let (outcome, key, key_id) = authenticate(config, req.api_keys, now_ns / 1_000_000_000);
     if outcome != Outcome::Allowed {
         if outcome.is_auth_failure() {
-            // A failure that cannot be recorded still gets its 401; the
-            // table is only as strict as the store lets it be.
-            let _ = failed_auth::record_failure(store, ip, config.failed_auth_per_minute, now_ns);
+            // Decided by the CAS that counts the failure: if other workers
+            // used up the address's budget since the check above, this is a
+            // blocked request too. A failure that cannot be recorded still
+            // gets its 401.
+            let blocked =
+                failed_auth::record_failure(store, ip, config.failed_auth_per_minute, now_ns);
+            if let Ok(true) = blocked {
+                let mut d = Decision::of(Outcome::AuthBlocked);
+                let secs = failed_auth::one_failure_secs(config.failed_auth_per_minute);
+                d.reply = d.reply.map(|r| r.with_retry_after(secs));
+                return d;
+            }
         }
         return Decision {
             key,

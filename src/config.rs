@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
+use crate::body_inspection::{self, BodyInspection, RawBodyInspection};
 use crate::digest::{parse_digest_hex, Digest};
 use crate::host_allowlist::HostAllowlist;
 use crate::key_table::KeyTable;
@@ -125,6 +126,8 @@ pub struct Config {
     pub rate_limit_status_path: String,
     /// Failed authentications allowed per client address per minute.
     pub failed_auth_per_minute: u32,
+    /// Routes whose JSON bodies are checked, and the screening rules.
+    pub body_inspection: BodyInspection,
 }
 
 impl Config {
@@ -160,6 +163,8 @@ struct RawConfig {
     rate_limit_status_path: String,
     #[serde(default)]
     failed_auth: RawFailedAuth,
+    #[serde(default)]
+    body_inspection: RawBodyInspection,
 }
 
 #[derive(Deserialize)]
@@ -303,6 +308,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         route_costs,
         rate_limit_status_path: status_path,
         failed_auth_per_minute,
+        body_inspection: body_inspection::parse_config(raw.body_inspection)
+            .map_err(|(field, message)| err(field, message))?,
     })
 }
 

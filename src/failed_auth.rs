@@ -130,27 +130,36 @@ pub fn blocked_for(
     )))
 }
 
-/// Counts one failed authentication against the address's slot.
+/// Whole seconds for one failure to refill in a full slot.
+pub fn one_failure_secs(per_minute: u32) -> u64 {
+    secs_ceil_min1(bucket(per_minute).nanos_to_refill(MICRO))
+}
+
+/// Counts one failed authentication against the address's slot. Returns
+/// true if the slot had no failure left when it was counted: another worker
+/// used up the budget between this request's check and now, and this
+/// request must be answered as blocked (429), not as a plain 401.
 pub fn record_failure(
     store: &dyn SharedStore,
     ip: IpAddr,
     per_minute: u32,
     now_ns: u64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let key = slot_key(slot_of(ip));
     let b = bucket(per_minute);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Some(current) = store.get(&key)? else {
-            return Ok(());
+            return Ok(true);
         };
         let state = SlotState::decode(&current.value).unwrap_or_default();
         let used = b.used_at(state.used, state.at_ns, now_ns);
+        let was_full = used.saturating_add(MICRO) > b.capacity_micro();
         let next = SlotState {
             at_ns: state.at_ns.max(now_ns),
             used: used.saturating_add(MICRO).min(b.capacity_micro()),
         };
         match store.set(&key, &next.encode(), Some(current.cas)) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(was_full),
             Err(StoreError::CasMismatch) => continue,
             Err(e) => return Err(e),
         }
@@ -179,10 +188,12 @@ mod tests {
         let a = ip("203.0.113.7");
         for _ in 0..10 {
             assert_eq!(blocked_for(&store, a, 10, NOW).unwrap(), None);
-            record_failure(&store, a, 10, NOW).unwrap();
+            assert!(!record_failure(&store, a, 10, NOW).unwrap());
         }
+        // A failure counted against a full slot reports it.
+        assert!(record_failure(&store, a, 10, NOW).unwrap());
         assert_eq!(blocked_for(&store, a, 10, NOW).unwrap(), Some(6));
-        // One failure refills every 6 s.
+        // One failure refills every 6 s (the extra one above was capped).
         assert_eq!(blocked_for(&store, a, 10, NOW + 6 * SEC).unwrap(), None);
         // Another address is not affected.
         let b = (1..=255)

@@ -10,18 +10,22 @@
 )]
 
 pub mod admission;
+pub mod body_inspection;
 pub mod client_address;
 pub mod config;
 pub mod digest;
 pub mod events;
 pub mod failed_auth;
 pub mod host_allowlist;
+pub mod injection_rules;
+pub mod json_strict;
 pub mod key_table;
 pub mod public_paths;
 pub mod rate_limit_headers;
 pub mod rate_limiter;
 pub mod response_headers;
 pub mod shared_store;
+pub mod text_normalization;
 pub mod token_bucket;
 
 #[cfg(target_arch = "wasm32")]

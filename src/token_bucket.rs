@@ -72,12 +72,13 @@ impl Bucket {
         self.capacity.saturating_mul(MICRO)
     }
 
-    /// `used` micro-tokens at `at_ns`, brought forward to `now_ns`: refilled
-    /// and capped at the capacity. If the clock went backwards nothing is
-    /// refilled (stricter, never laxer).
+    /// `used` micro-tokens at `at_ns`, brought forward to `now_ns`: capped
+    /// at the capacity first (a limit lowered by a reload), then refilled.
+    /// If the clock went backwards nothing is refilled (stricter, never
+    /// laxer).
     pub fn used_at(&self, used: u64, at_ns: u64, now_ns: u64) -> u64 {
-        used.saturating_sub(self.refilled(now_ns.saturating_sub(at_ns)))
-            .min(self.capacity_micro())
+        used.min(self.capacity_micro())
+            .saturating_sub(self.refilled(now_ns.saturating_sub(at_ns)))
     }
 
     /// Micro-tokens refilled in `elapsed_ns`, rounded down.
@@ -421,6 +422,21 @@ mod tests {
         let lower = limits(60, 1000, 5);
         assert_eq!(peek(&s, &lower, T0)[0].remaining, 0);
         assert_eq!(s.at(&lower, T0).used[0], 5 * MICRO);
+    }
+
+    #[test]
+    fn lowered_limits_give_true_waits() {
+        // 50 of 100 per hour spent, then the hour limit drops to 10.
+        let before = limits(1000, 100, 1000);
+        let s = spend(BucketState::default(), &before, 50, T0);
+        let after = limits(1000, 10, 1000);
+        let v = check(&s, &after, 1, T0);
+        assert!(!v.allowed);
+        assert_eq!(v.retry_after_secs, Some(360));
+        // Nothing was written (a denial), and the promise holds: 360 s later
+        // the request is admitted.
+        assert!(check(&s, &after, 1, T0 + 360 * SEC).allowed);
+        assert!(!check(&s, &after, 1, T0 + 359 * SEC).allowed);
     }
 
     #[test]

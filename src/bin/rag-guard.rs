@@ -8,11 +8,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use std::io::Read;
+use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use rag_guard::body_inspection::BodyVerdict;
 use rag_guard::config::{self, is_plain_name};
 use rag_guard::digest::sha256_hex;
 
@@ -22,7 +23,8 @@ const MAX_KEY_LIFETIME: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
 const USAGE: &str = "usage:
   rag-guard keygen --name NAME [--tier TIER] [--expires-in DURATION] [--json]
   rag-guard hash KEY|-
-  rag-guard check-config FILE";
+  rag-guard check-config FILE
+  rag-guard scan [--config FILE] [--route PATH] [--method METHOD] [--field NAME] < texts";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Some("keygen") => keygen(&args[1..]),
         Some("hash") => hash(&args[1..]),
         Some("check-config") => check_config(&args[1..]),
+        Some("scan") => scan(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -149,9 +152,101 @@ fn check_config(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Undoes the corpus escaping: `\\` -> `\`, `\r` -> CR, `\n` -> LF.
+fn unescape_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Screens one text per stdin line as field NAME of route PATH, with the
+/// filter's own code, and prints one JSON verdict per line (never the text).
+fn scan(args: &[String]) -> Result<(), String> {
+    let (mut config_path, mut route, mut method, mut field) = (
+        None,
+        "/query".to_string(),
+        "POST".to_string(),
+        "question".to_string(),
+    );
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or(format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--config" => config_path = Some(value()?),
+            "--route" => route = value()?,
+            "--method" => method = value()?,
+            "--field" => field = value()?,
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    let text = match &config_path {
+        Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
+        None => br#"{"keys": []}"#.to_vec(),
+    };
+    let cfg = config::parse(&text).map_err(|e| format!("configuration refused: {e}"))?;
+    let inspection = &cfg.body_inspection;
+    let rule = inspection
+        .route(method.as_bytes(), route.as_bytes())
+        .ok_or(format!(
+            "no inspected route {method} {route} in the configuration"
+        ))?;
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        let value = serde_json::Value::String(unescape_line(&line));
+        let verdict = match inspection.inspect_field(rule, &field, &value) {
+            BodyVerdict::Pass { flags } if flags.is_empty() => {
+                serde_json::json!({"verdict": "pass"})
+            }
+            BodyVerdict::Pass { flags } => serde_json::json!({
+                "verdict": "report",
+                "categories": flags.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            }),
+            BodyVerdict::Reject(r) => serde_json::json!({
+                "verdict": "block",
+                "status": r.status,
+                "reason": r.reason,
+                "category": r.category.map(|c| c.as_str()),
+                "rule": r.rule_id,
+                "field": r.field,
+            }),
+        };
+        writeln!(out, "{verdict}").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corpus_escaping_is_undone() {
+        assert_eq!(unescape_line(r"a\\b\nc\rd"), "a\\b\nc\rd");
+        assert_eq!(unescape_line(r"\x3c"), r"\x3c");
+        assert_eq!(unescape_line("end\\"), "end\\");
+    }
 
     #[test]
     fn keys_have_the_documented_shape() {

@@ -16,10 +16,10 @@ pub struct HostStore;
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         match hostcalls::get_shared_data(key) {
-            Ok((Some(value), cas)) => Ok(Some(Versioned {
-                value,
-                cas: cas.unwrap_or(0),
-            })),
+            // Envoy always returns a version with a value; a CAS of 0 would
+            // mean "write unconditionally", so a missing one is an error.
+            Ok((Some(value), Some(cas))) => Ok(Some(Versioned { value, cas })),
+            Ok((Some(_), None)) => Err(StoreError::Host("value without a CAS version".into())),
             Ok((None, _)) => Ok(None),
             Err(status) => Err(StoreError::Host(format!("{status:?}"))),
         }
@@ -34,14 +34,13 @@ impl SharedStore for HostStore {
     }
 }
 
-/// Current time in Unix nanoseconds; `u64::MAX` if the host cannot tell, so
-/// that keys with an expiry are refused rather than admitted.
-pub fn now_unix_nanos() -> u64 {
+/// Current time in Unix nanoseconds; None if the host cannot tell (the
+/// request is then refused).
+pub fn now_unix_nanos() -> Option<u64> {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .and_then(|d| u64::try_from(d.as_nanos()).ok())
-        .unwrap_or(u64::MAX)
 }
 
 /// Writes a line to Envoy's log; a failure to log is ignored.

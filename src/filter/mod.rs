@@ -139,9 +139,12 @@ impl HttpContext for RequestFilter {
         let decision = match admission::decide_early(&active.config, &request) {
             Some(early) => early,
             None => {
+                let Some(now) = host::now_unix_nanos() else {
+                    return refuse(&active, Outcome::Unavailable);
+                };
                 request.client_ip =
                     host::source_address().and_then(|raw| parse_source_address(&raw));
-                admission::decide(&active.config, &request, &HostStore, host::now_unix_nanos())
+                admission::decide(&active.config, &request, &HostStore, now)
             }
         };
         active.metrics.count(decision.outcome);

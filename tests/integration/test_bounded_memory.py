@@ -2,9 +2,11 @@
 addresses (bound on 127.0.0.0/8) leave Envoy's allocated memory flat.
 
 Shared-data entries live in Envoy's own heap (about 250 bytes each), which
-/memory reports as `allocated`; wasm VM memory is not in that figure. An
-entry per address would add about 5 MB here, an entry per request about
-25 MB; the assertion allows 1 MiB of noise."""
+/memory reports as `allocated`; wasm VM memory is not in that figure. A
+filter variant that wrote one short entry per address grew it by 1.9 MB
+here (about 97 bytes an entry); an entry per failing address only (a third
+of them) would add about 650 KB. The assertion allows 256 KiB of noise
+(this test has measured changes of -20 KB)."""
 
 from __future__ import annotations
 
@@ -75,4 +77,4 @@ def test_memory_is_flat_after_100k_requests_from_20k_addresses(stacks):
     growth = after - before
     print(f"\nallocated before {before} after {after} growth {growth} bytes over {total} requests; "
           f"warm-up {sum(warmup.values())} requests")
-    assert growth < 1 << 20, f"Envoy memory grew by {growth} bytes"
+    assert growth < 256 * 1024, f"Envoy memory grew by {growth} bytes"
