@@ -25,6 +25,8 @@ pub const MAX_NAME_LEN: usize = 64;
 /// replaced or removed.
 pub const KEY_NAME_HEADER: &str = "x-api-key-name";
 pub const KEY_TIER_HEADER: &str = "x-api-key-tier";
+/// Report-only screening categories that matched, for the upstream.
+pub const FLAGS_HEADER: &str = "x-rag-guard-flags";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -245,6 +247,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         "host"
             | KEY_NAME_HEADER
             | KEY_TIER_HEADER
+            | FLAGS_HEADER
             | "content-length"
             | "content-type"
             | "transfer-encoding"

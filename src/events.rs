@@ -33,6 +33,14 @@ pub struct SecurityEvent {
     /// `failed_auth`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<&'static str>,
+    /// For `validation_failed` / `input_flagged`: the JSON field (never its
+    /// value), the screening category and the rule id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl SecurityEvent {

@@ -6,7 +6,7 @@
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 
 use crate::shared_store::{SharedStore, StoreError, Versioned};
 
@@ -60,6 +60,11 @@ pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, Status> {
 
 pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+}
+
+/// The buffered request body (the first `size` bytes).
+pub fn request_body(size: usize) -> Result<Vec<u8>, Status> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).map(Option::unwrap_or_default)
 }
 
 pub fn response_headers() -> Result<Vec<(String, Vec<u8>)>, Status> {

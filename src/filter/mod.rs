@@ -11,8 +11,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
 use crate::admission::{self, Decision, LocalReply, Outcome, RequestView};
+use crate::body_inspection::{BodyVerdict, Rejection};
 use crate::client_address::parse_source_address;
-use crate::config::{self, Config, KEY_NAME_HEADER, KEY_TIER_HEADER};
+use crate::config::{self, Config, FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER};
 use crate::events::{loggable_path, loggable_token, SecurityEvent};
 use crate::response_headers;
 use crate::{failed_auth, rate_limiter};
@@ -67,6 +68,7 @@ impl RootContext for RootFilter {
         Some(Box::new(RequestFilter {
             active: self.active.clone(),
             response_headers: Vec::new(),
+            pending: None,
         }))
     }
 
@@ -100,12 +102,23 @@ struct RequestFilter {
     active: Option<Rc<Active>>,
     /// Rate-limit headers to put on the upstream's response.
     response_headers: Vec<(&'static str, String)>,
+    /// Set while the body of an inspected route is being buffered.
+    pending: Option<PendingBody>,
+}
+
+/// What the body phase needs from the headers phase.
+struct PendingBody {
+    /// Index into the configuration's `body_inspection.routes`.
+    route: usize,
+    /// Bytes buffered so far.
+    size: usize,
+    event: SecurityEvent,
 }
 
 impl Context for RequestFilter {}
 
 impl HttpContext for RequestFilter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(active) = self.active.clone() else {
             send_reply(None, LocalReply::for_outcome(Outcome::Unavailable));
             return Action::Pause;
@@ -115,6 +128,7 @@ impl HttpContext for RequestFilter {
         };
 
         let (mut authority, mut path, mut method) = (None, &b""[..], &b""[..]);
+        let (mut content_type, mut content_length) = (None, None);
         let mut api_keys: Vec<&[u8]> = Vec::new();
         let mut has_identity_headers = false;
         for (name, value) in &headers {
@@ -122,7 +136,9 @@ impl HttpContext for RequestFilter {
                 ":authority" => authority = Some(value.as_slice()),
                 ":path" => path = value.as_slice(),
                 ":method" => method = value.as_slice(),
-                KEY_NAME_HEADER | KEY_TIER_HEADER => has_identity_headers = true,
+                "content-type" => content_type = Some(value.as_slice()),
+                "content-length" => content_length = Some(value.as_slice()),
+                KEY_NAME_HEADER | KEY_TIER_HEADER | FLAGS_HEADER => has_identity_headers = true,
                 n if n == active.config.api_key_header => api_keys.push(value.as_slice()),
                 _ => {}
             }
@@ -170,13 +186,71 @@ impl HttpContext for RequestFilter {
                 })
                 .and_then(|_| {
                     host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
-                });
+                })
+                .and_then(|_| host::set_request_header(FLAGS_HEADER, None));
         }
         if applied.is_err() {
             return refuse(&active, Outcome::Unavailable);
         }
-        self.response_headers = decision.response_headers;
-        Action::Continue
+        self.response_headers = decision.response_headers.clone();
+
+        // Inspected routes: nothing goes upstream until the body is checked.
+        let inspection = &active.config.body_inspection;
+        let Some(route_index) = inspection
+            .routes
+            .iter()
+            .position(|r| Some(r) == inspection.route(method, path))
+        else {
+            return Action::Continue;
+        };
+        let route = &inspection.routes[route_index];
+        let event = SecurityEvent {
+            event: "validation_failed",
+            ..request_event(&decision, &request)
+        };
+        if let Err(rejection) = inspection.check_headers(route, content_type, content_length) {
+            reject_body(&active, rejection, event, &self.response_headers);
+            return Action::Pause;
+        }
+        if end_of_stream {
+            // No body at all: judged as an empty one.
+            return self.finish_body(&active, route_index, &[], event);
+        }
+        self.pending = Some(PendingBody {
+            route: route_index,
+            size: 0,
+            event,
+        });
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(active), Some(pending)) = (self.active.clone(), self.pending.as_mut()) else {
+            return Action::Continue;
+        };
+        pending.size = body_size;
+        let inspection = &active.config.body_inspection;
+        let Some(route) = inspection.routes.get(pending.route) else {
+            return refuse(&active, Outcome::Unavailable);
+        };
+        if let Some(rejection) = inspection.over_limit(route, body_size) {
+            let event = pending.event.clone();
+            self.pending = None;
+            reject_body(&active, rejection, event, &self.response_headers);
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.finish_pending(&active)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // HTTP/2 with trailers: the body ended before them.
+        match self.active.clone() {
+            Some(active) if self.pending.is_some() => self.finish_pending(&active),
+            _ => Action::Continue,
+        }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -197,6 +271,101 @@ impl HttpContext for RequestFilter {
         }
         Action::Continue
     }
+}
+
+impl RequestFilter {
+    fn finish_pending(&mut self, active: &Active) -> Action {
+        let Some(pending) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let body = match host::request_body(pending.size) {
+            Ok(body) => body,
+            Err(_) => return refuse(active, Outcome::Unavailable),
+        };
+        self.finish_body(active, pending.route, &body, pending.event)
+    }
+
+    /// Judges a complete body: forward (with report-only flags) or reject.
+    fn finish_body(
+        &mut self,
+        active: &Active,
+        route: usize,
+        body: &[u8],
+        event: SecurityEvent,
+    ) -> Action {
+        let inspection = &active.config.body_inspection;
+        let Some(route) = inspection.routes.get(route) else {
+            return refuse(active, Outcome::Unavailable);
+        };
+        match inspection.inspect(route, body) {
+            BodyVerdict::Pass { flags } if flags.is_empty() => Action::Continue,
+            BodyVerdict::Pass { flags } => {
+                let names: Vec<&str> = flags.iter().map(|c| c.as_str()).collect();
+                let value = names.join(",");
+                for category in &flags {
+                    active.metrics.count_flag(*category);
+                }
+                let flagged = SecurityEvent {
+                    event: "input_flagged",
+                    reason: "report_only",
+                    rule: Some(value.clone()),
+                    ..event
+                };
+                host::log(LogLevel::Warn, &flagged.to_json());
+                if host::set_request_header(FLAGS_HEADER, Some(&value)).is_err() {
+                    return refuse(active, Outcome::Unavailable);
+                }
+                Action::Continue
+            }
+            BodyVerdict::Reject(rejection) => {
+                reject_body(active, rejection, event, &self.response_headers);
+                Action::Pause
+            }
+        }
+    }
+}
+
+/// The event fields every event about a request shares.
+fn request_event(decision: &Decision<'_>, request: &RequestView<'_>) -> SecurityEvent {
+    SecurityEvent {
+        ip: request.client_ip.map(|ip| ip.to_string()),
+        method: Some(loggable_token(request.method)),
+        path: Some(loggable_path(request.path)),
+        key_name: decision.key.map(|k| k.name.clone()),
+        key_id: decision.key_id.clone(),
+        tier: decision.key.map(|k| k.tier.clone()),
+        ..Default::default()
+    }
+}
+
+/// Logs, counts and answers a body the inspection refused. The reply names
+/// the field and category, never the payload.
+fn reject_body(
+    active: &Active,
+    rejection: Rejection,
+    event: SecurityEvent,
+    rate_headers: &[(&'static str, String)],
+) {
+    active
+        .metrics
+        .count_rejection(rejection.reason, rejection.category);
+    let event = SecurityEvent {
+        reason: rejection.reason,
+        status: Some(rejection.status),
+        field: rejection.field.clone(),
+        category: rejection.category.map(|c| c.as_str()),
+        rule: rejection.rule_id.clone(),
+        ..event
+    };
+    host::log(LogLevel::Warn, &event.to_json());
+    send_reply(
+        Some(active),
+        Some(LocalReply {
+            status: rejection.status,
+            body: rejection.body(),
+            headers: rate_headers.to_vec(),
+        }),
+    );
 }
 
 /// Counts, logs and answers a request the filter cannot process.
@@ -255,13 +424,8 @@ fn log_event(active: &Active, decision: &Decision<'_>, request: &RequestView<'_>
         event,
         reason: decision.outcome.as_str(),
         status: decision.reply.as_ref().map(|r| r.status),
-        ip: request.client_ip.map(|ip| ip.to_string()),
-        method: Some(loggable_token(request.method)),
-        path: Some(loggable_path(request.path)),
-        key_name: decision.key.map(|k| k.name.clone()),
-        key_id: decision.key_id.clone(),
-        tier: decision.key.map(|k| k.tier.clone()),
         limit,
+        ..request_event(decision, request)
     };
     host::log(level, &event.to_json());
 }

@@ -50,9 +50,14 @@ def rl_envoy(stacks):
     return stacks.envoy(plugin_config(), name="rate-limit", concurrency=2)
 
 
+DOCUMENT = b'{"filename": "notes.md", "content": "Quarterly numbers."}'
+
+
 def get(envoy, key, path="/echo/x", source=None, method="GET"):
-    return request(envoy.port, method, path, headers=[("X-API-Key", KEYS[key])], source=source,
-                   body=b"" if method == "POST" else None)
+    if method == "POST":
+        return request(envoy.port, method, path, source=source, body=DOCUMENT,
+                       headers=[("X-API-Key", KEYS[key]), ("Content-Type", "application/json")])
+    return request(envoy.port, method, path, headers=[("X-API-Key", KEYS[key])], source=source)
 
 
 def status_of(envoy, key) -> dict:
