@@ -12,7 +12,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size bench-limiter clean
+.PHONY: all build wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size bench-limiter fuzz corpus-eval clean
 
 all: build
 
@@ -81,6 +81,14 @@ bench-limiter: build envoy
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(VENV)/bin/python bench/limiter.py
 	cargo bench --bench hot_paths
+
+# Randomized robustness run of the body inspector (stable-Rust stand-in for
+# cargo fuzz, which needs nightly). FUZZ_SECONDS=60 by default.
+fuzz:
+	cargo bench --bench fuzz_inspector
+
+corpus-eval: bins
+	$(PYTHON) bench/corpus_eval.py
 
 wasm-size: wasm
 	@stat -c '%s bytes  $(WASM)' $(WASM)

@@ -39,7 +39,12 @@ def main() -> int:
     for name in ["malicious", "benign"]:
         path = corpus / f"{name}.txt"
         verdicts = scan(path, args.config)
-        lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+        # Split exactly as the scanner does (on \n only; splitlines() would
+        # also split on \x0b, \x1c, U+2028 and misalign the examples).
+        lines = path.read_bytes().decode("utf-8", "replace").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        assert len(lines) == len(verdicts), (len(lines), len(verdicts))
         flagged = [v["verdict"] != "pass" for v in verdicts]
         by_cat = collections.Counter(v.get("category") or v.get("reason") for v in verdicts if v["verdict"] != "pass")
         results[name] = (sum(flagged), len(flagged), by_cat)

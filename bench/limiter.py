@@ -58,10 +58,12 @@ def pinned(cpu: int, argv: list[str]) -> list[str]:
     return (["taskset", "-c", str(cpu)] if shutil.which("taskset") else []) + argv
 
 
-def wrk(port: int, path: str, headers: list[str]) -> float:
+def wrk(port: int, path: str, headers: list[str], script: str | None = None) -> float:
     argv = ["wrk", "-t1", "-c16", f"-d{DURATION}s", "--latency"]
     for h in headers:
         argv += ["-H", h]
+    if script:
+        argv += ["-s", script]
     argv.append(f"http://127.0.0.1:{port}{path}")
     out = subprocess.run(pinned(1, argv), capture_output=True, text=True, timeout=DURATION + 60).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -86,10 +88,26 @@ def main() -> int:
     plain["admin"]["address"]["socket_address"]["port_value"] = stack.free_port()
     plain["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = stack.free_port()
 
+    auth = [f"x-api-key: {KEY}"]
+    scripts = Path(tempfile.mkdtemp(prefix="rag-guard-bench-"))
+    question = '{"question": "' + ("What does the refund policy say about late returns? " * 40)[:2000] + '"}'
+    document = '{"filename": "big.txt", "content": "' + "x" * (1024 * 1024) + '"}'
+    for name, body in [("question", question), ("document", document)]:
+        (scripts / f"{name}.json").write_text(body)
+        (scripts / f"{name}.lua").write_text(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'local f = io.open("{scripts / (name + ".json")}", "rb")\n'
+            "wrk.body = f:read(\"*a\")\nf:close()\n")
     scenarios = [
-        ("passthrough (no filter)", "plain", "/health", []),
-        ("rag-guard, public path", "guard", "/health", []),
-        ("rag-guard, authenticated (key + limiter)", "guard", "/query", [f"x-api-key: {KEY}"]),
+        ("passthrough (no filter)", "plain", "/health", [], None),
+        ("rag-guard, public path", "guard", "/health", [], None),
+        ("rag-guard, authenticated (key + limiter)", "guard", "/query", auth, None),
+        ("rag-guard, POST /query, 2,000-char question (+ inspection)", "guard", "/query", auth,
+         str(scripts / "question.lua")),
+        ("passthrough, POST 1 MB body", "plain", "/documents", [], str(scripts / "document.lua")),
+        ("rag-guard, POST /documents, 1 MB (+ inspection)", "guard", "/documents", auth,
+         str(scripts / "document.lua")),
     ]
     rates: dict[str, list[float]] = {name: [] for name, *_ in scenarios}
     envoys = {}
@@ -103,11 +121,11 @@ def main() -> int:
                 if shutil.which("taskset"):
                     subprocess.run(["taskset", "-a", "-p", "-c", "0", str(envoys[name].proc.pid)],
                                    capture_output=True, check=False)
-            for name, which, path, headers in scenarios:
-                wrk(envoys[which].port, path, headers)  # warm-up
+            for name, which, path, headers, script in scenarios:
+                wrk(envoys[which].port, path, headers, script)  # warm-up
             for _ in range(REPEATS):
-                for name, which, path, headers in scenarios:
-                    rates[name].append(wrk(envoys[which].port, path, headers))
+                for name, which, path, headers, script in scenarios:
+                    rates[name].append(wrk(envoys[which].port, path, headers, script))
         finally:
             for e in envoys.values():
                 e.stop()
@@ -122,10 +140,19 @@ def main() -> int:
         added = (1 / rps - 1 / base_rps) * 1e6
         lines.append(f"| {name} | {rps:,.0f} | {min(rates[name]):,.0f}-{max(rates[name]):,.0f} | "
                      f"{added:+.1f} us |")
-    auth = statistics.median(rates[scenarios[2][0]])
+    auth_rps = statistics.median(rates[scenarios[2][0]])
     public = statistics.median(rates[scenarios[1][0]])
-    summary = (f"Authentication + limiter (authenticated minus public path): "
-               f"{(1 / auth - 1 / public) * 1e6:.1f} us per request.")
+    q = statistics.median(rates[scenarios[3][0]])
+    doc = statistics.median(rates[scenarios[5][0]])
+    doc_plain = statistics.median(rates[scenarios[4][0]])
+    summary = "\n".join([
+        f"Authentication + limiter (authenticated GET minus public path): "
+        f"{(1 / auth_rps - 1 / public) * 1e6:.1f} us per request.",
+        f"Inspection of a 2,000-character question (POST /query minus authenticated GET): "
+        f"{(1 / q - 1 / auth_rps) * 1e6:.1f} us per request.",
+        f"rag-guard on a 1 MB POST /documents (minus the same POST without the filter): "
+        f"{(1 / doc - 1 / doc_plain) * 1e6:.0f} us per request.",
+    ])
     report = "\n".join([
         f"`make bench-limiter`: Envoy {stack.envoy_binary()} --concurrency 1, direct_response route, "
         f"wrk -t1 -c16 -d{DURATION}s, {REPEATS} runs each (median, min-max).", "",

@@ -75,6 +75,33 @@ fn main() {
             let _ = black_box(rate_limiter::spend(&store, &digest, &limits, 1, now));
         },
     );
+    let question = format!(
+        r#"{{"question": "{}"}}"#,
+        &"What does the refund policy say about late returns? ".repeat(40)[..2000]
+    );
+    let inspection = &cfg.body_inspection;
+    if let Some(route) = inspection.route(b"POST", b"/query") {
+        time(
+            "body_inspection::inspect, 2,000-character question",
+            200,
+            || {
+                black_box(inspection.inspect(route, black_box(question.as_bytes())));
+            },
+        );
+    }
+    let document = format!(
+        r#"{{"filename": "big.txt", "content": "{}"}}"#,
+        "x".repeat(1 << 20)
+    );
+    if let Some(route) = inspection.route(b"POST", b"/documents") {
+        time(
+            "body_inspection::inspect, 1 MB document (not screened)",
+            20,
+            || {
+                black_box(inspection.inspect(route, black_box(document.as_bytes())));
+            },
+        );
+    }
     let keys: [&[u8]; 1] = [key];
     let req = RequestView {
         authority: Some(b"127.0.0.1:10000"),

@@ -4,8 +4,9 @@
 //! Each rule is a `regex-lite` pattern with a stable id, compiled once per
 //! configuration. A text is screened in up to two forms: its normalized
 //! form, and, when it contains percent-, HTML-entity- or `\x`-escapes, the
-//! normalized form of the text with those escapes decoded once (payload
-//! lists hide `<script>` as `%3Cscript` or `&#60;script`). The first rule
+//! normalized forms of the text with those escapes decoded once and twice
+//! (payload lists hide `<script>` as `%3Cscript`, `%253Cscript` or
+//! `&#60;script`). The first rule
 //! that matches, in category order, decides.
 //!
 //! The rules aim at the syntax of attacks rather than at topics: a
@@ -13,7 +14,7 @@
 //! or statement terminator in front of the keyword and passes; a question
 //! about "system settings" is not a role marker.
 
-use regex_lite::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 
 /// Screening categories, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,6 +54,8 @@ impl Category {
 }
 
 /// The default rules: (category, rule id, pattern over normalized text).
+/// Patterns are ASCII: the normalized text has no accents left (`règles`
+/// screens as `regles`).
 pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     // --- prompt injection ---------------------------------------------
     (
@@ -63,7 +66,7 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::PromptInjection,
         "pi-ignore-instructions-fr-es-it-de-pt",
-        r"\b(ignorez|ignore[sz]?|oubliez|oublie|ignora|ignori|ignorar|olvida|olvide|dimentica|ignoriere|ignorieren|vergiss|vergessen sie)\b[^.?!\n]{0,60}\b(instructions?|consignes|instrucciones|istruzioni|anweisungen|instruções|regeln|r[eè]gles|reglas|regole)\b",
+        r"\b(ignorez|ignore[sz]?|oubliez|oublie|ignora|ignori|ignorar|olvida|olvide|dimentica|ignoriere|ignorieren|vergiss|vergessen sie)\b[^.?!\n]{0,60}\b(instructions?|consignes|instrucciones|istruzioni|anweisungen|instrucoes|regeln|regles|reglas|regole)\b",
     ),
     (
         Category::PromptInjection,
@@ -73,7 +76,7 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::PromptInjection,
         "pi-reveal-system-prompt-fr-es-it",
-        r"\b(r[eé]v[eè]le|r[eé]v[eé]lez|montre|affiche|revela|muestra|rivela|mostra)\w*\b[^.?!\n]{0,50}\b(prompt|instructions|instrucciones|istruzioni)\b",
+        r"\b(revele|revelez|montre|affiche|revela|muestra|rivela|mostra)\w*\b[^.?!\n]{0,50}\b(prompt|instructions|instrucciones|istruzioni)\b",
     ),
     (
         Category::PromptInjection,
@@ -110,6 +113,31 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
         "pi-safety-override",
         r"\b(safety|security|content) (guidelines|rules|policies|filters?|restrictions)\b[^.?!\n]{0,40}\b(do not apply|don't apply|no longer apply|are (disabled|suspended|lifted|off)|non valgono|ne s'appliquent)",
     ),
+    (
+        Category::PromptInjection,
+        "pi-response-manipulation",
+        r"\b(following|the word|the words|the string|this string|the token|the anchor|the sequence|the phrase|verbatim|exactly as)\b[^\n]{0,80}\b(your|the|every|each|any) (response|reply|answer|output)s?\b|\b(your|every|each|any) (response|reply|answer|output)s?\b[^\n]{0,60}\b(the following|the word|the string|the token|the anchor|the sequence|\d+ times|verbatim|exactly as)\b",
+    ),
+    (
+        Category::PromptInjection,
+        "pi-addressing-the-model",
+        r"\b(note|notice|message|instructions?|reminder|important|attention)\b[^.\n]{0,20}\b(to|for) (the |any |all )?(ai|assistant|bot|model|llm|language model|agent|chatbot|ai system|ai model|ai agents?)\b|\b(ai|llm) (agents?|systems?|assistants?|models?)\b[^.\n]{0,60}\b(should|must|are (hereby )?instructed|is (hereby )?instructed)\b|\bas (the|an|your) (ai )?assistant,? i('ve| have) (already )?(reasoned|established|decided)",
+    ),
+    (
+        Category::PromptInjection,
+        "pi-task-hijack",
+        r"\b(your (real|actual|true|new|only|primary) (task|goal|job|mission|objective|purpose|instructions?)\b|\bnew (task|mission|objective)\b\s*[:*!]|\burgent (new )?task\b|\b(assigned|given) (you )?(a|the|this) task\s*:|\bthe mission,? should you accept it|\bensure to do the following\b|\brespond by (performing|doing)\b|\boutput from executing\b|\binste?a?d,? (you (should|must)|do|perform)\b|\bif you are (told|asked) to (summari[sz]e|answer|translate)\b[^.\n]{0,60}\binste?a?d\b|\bi made a mistake when i gave you your instructions\b)",
+    ),
+    (
+        Category::PromptInjection,
+        "pi-persistence",
+        r"\b(long-term memory|persists? across (turns|sessions|conversations)|for all future (tasks|responses|conversations|turns|answers|reports)|from this point (forward|on)|in every (report|response|reply|answer) you (generate|give|write|produce))\b",
+    ),
+    (
+        Category::PromptInjection,
+        "pi-safety-reasoning",
+        r"\b(safety|security|content) (guidelines|rules|policies|filters?|restrictions)\b[^.?!\n]{0,40}\b(were not meant for|don't apply to|do not apply to|doesn't apply|does not apply)|\b(regles|reglas|regole|linee guida|richtlinien)\b[^.?!\n]{0,30}\b(securite|seguridad|sicurezza|sicherheit)\b[^.?!\n]{0,30}\b(ne s'appliquent pas|no se aplican|non valgono|gelten nicht)",
+    ),
     // --- SQL injection --------------------------------------------------
     (
         Category::SqlInjection,
@@ -129,17 +157,17 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::SqlInjection,
         "sql-tautology",
-        r#"(['"`]\s*\)*\s*(or|and|\|\||&&)\s*\(?\s*['"`]?\s*[\w@$]*\s*['"`]?\s*(=|<>|!=|<=|>=|<|>|\blike\b|\bis\b|\bin\b|\bbetween\b|\brlike\b|\bregexp\b)|\b(or|and)\s+\(?\s*\d+\s*(=|<>|!=|<|>)\s*\d+|\b(or|and)\s+(true|false|null|not)\b\s*(--|#|/\*|;|$)|['"`]\s*(or|and)\s*['"`]|\bor\s+['"]?\w+['"]?\s*=\s*['"]?\w+['"]?\s*(--|#|/\*|;))"#,
+        r#"(['"`]\s*\)*\s*(or|and|\|\||&&)\s*\(?\s*(['"`][^'"`]{0,30}['"`]|[\w@$.]+)\s*(=|<>|!=|<=|>=|<|>|\blike\b|\bis\b|\bin\b|\bbetween\b|\brlike\b|\bregexp\b)|\b(or|and)\s+\(?\s*\d+\s*(=|<>|!=|<|>)\s*\d+|\b(or|and)\s+(true|false|null|not)\b\s*(--|#|/\*|;|$)|\bor\s+['"]?\w+['"]?\s*=\s*['"]?\w+['"]?\s*(--|#|/\*|;))"#,
     ),
     (
         Category::SqlInjection,
         "sql-comment-terminator",
-        r#"['"`]\s*\)*\s*(--|#|/\*|;\s*--|;\s*%00|%00)|\d\s*\)*\s*(--(\s|$)|/\*|;\s*--)|/\*!?\d*.*?\*/\s*\w|\b(select|union|from|where|and|or)/\*"#,
+        r#"['"`]\s*\)*\s*(--(\s|$)|#\s*$|/\*|;\s*--|;\s*%00|%00)|/\*!?\d*.*?\*/\s*\w|\b(select|union|from|where|and|or)/\*"#,
     ),
     (
         Category::SqlInjection,
         "sql-functions",
-        r"\b(sleep|benchmark|pg_sleep|waitfor\s+delay|load_file|extractvalue|updatexml|utl_inaddr|dbms_pipe|xp_cmdshell|sp_executesql|exec\s+master|char\s*\(\s*\d+|concat(_ws)?\s*\(|group_concat|information_schema|sysobjects|sys\.tables|mysql\.user|pg_catalog|sqlite_master|@@version|version\s*\(\s*\)|database\s*\(\s*\)|user\s*\(\s*\)|into\s+(out|dump)file|procedure\s+analyse|order\s+by\s+\d+|group\s+by\s+\d+|having\s+\d+\s*=|[=,(]\s*0x[0-9a-f]{4,})",
+        r"\b(sleep\s*\(|benchmark\s*\(|pg_sleep\s*\(|waitfor\s+delay|load_file\s*\(|extractvalue\s*\(|updatexml\s*\(|utl_inaddr|dbms_pipe|xp_cmdshell|sp_executesql|exec\s+master|char\s*\(\s*\d+|concat(_ws)?\s*\(|group_concat|information_schema|sysobjects|sys\.tables|mysql\.user|pg_catalog|sqlite_master|@@version|version\s*\(\s*\)|database\s*\(\s*\)|user\s*\(\s*\)|into\s+(out|dump)file|procedure\s+analyse|order\s+by\s+\d+|group\s+by\s+\d+|having\s+\d+\s*=|[=,(]\s*0x[0-9a-f]{4,})",
     ),
     (
         Category::SqlInjection,
@@ -147,11 +175,7 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
         r"\bselect\b\s+(\*|top\s+\d|distinct|count\s*\(|[\w.]+\s*,\s*[\w.(]+|[\w.]+\s*\()[^?]{0,80}\bfrom\b\s+[\w.\[\]`]+|\bselect\s+[\w.*]+\s+from\s+[\w.]+\s+(where|limit|order)\b",
     ),
     // --- XSS --------------------------------------------------------------
-    (
-        Category::Xss,
-        "xss-script-tag",
-        r"<\s*/?\s*script\b|<\s*/\s*\w+\s*>\s*<",
-    ),
+    (Category::Xss, "xss-script-tag", r"<\s*/?\s*script\b"),
     (
         Category::Xss,
         "xss-js-url",
@@ -160,23 +184,23 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::Xss,
         "xss-event-handler",
-        r#"(<[^>]*|["'/\s])\bon[a-z]{3,}\s*=|\bon(error|load|click|mouse\w+|focus|blur|key\w+|pointer\w+|toggle|begin|end(ed)?|animation\w*|transition\w*|scroll|wheel|drag\w*|drop|copy|cut|paste|input|change|submit|reset|select|show|play|pause|message|popstate|hashchange|storage|resize|unload|beforeunload|afterprint|beforeprint|auxclick|contextmenu|dblclick|search|invalid|wheel)\b\s*(=|\()?"#,
+        r#"(<[^>]*|["'\s])\bon[a-z]{3,}\s*=|\bon(error|load|click|mouse\w+|focus|blur|key\w+|pointer\w+|toggle|begin|end(ed)?|animation\w*|transition\w*|scroll|wheel|drag\w*|drop|copy|cut|paste|input|change|submit|reset|select|show|play|pause|message|popstate|hashchange|storage|resize|unload|beforeunload|afterprint|beforeprint|auxclick|contextmenu|dblclick|search|invalid|wheel)\b\s*(=|\()?"#,
     ),
     (
         Category::Xss,
         "xss-dangerous-tag",
-        r"<\s*(iframe|frame|frameset|svg|img|image|object|embed|applet|body|math|details|video|audio|source|input|form|button|link|meta|style|base|marquee|isindex|xss|html|a\s|a>|animate|set|use|foreignobject|template|textarea|select|keygen|table|td|div|span|x\s)",
+        r"<\s*(iframe|frame|frameset|svg|object|embed|applet|math|link|meta|style|base|isindex|xss|animate|set|use|foreignobject|template|portal|noscript|xmp|plaintext|listing|keygen)\b",
     ),
     (
         Category::Xss,
         "xss-dom-sink",
-        r"\b(document\.(cookie|write|domain|location|url)|window\.(location|name)|innerhtml|outerhtml|srcdoc|eval\s*\(|settimeout\s*\(|setinterval\s*\(|new\s+function\s*\(|alert\s*[(`]|prompt\s*[(`]|confirm\s*[(`]|fromcharcode|atob\s*\(|\.constructor\s*\(|expression\s*\(|trustashtml|bypasssecuritytrust)",
+        r#"\b(document\.(cookie|write|domain|location|url)|window\.(location|name)|innerhtml|outerhtml|srcdoc|location\.(search|hash|href)|importscripts|createobjecturl|eval\s*\(|settimeout\s*\(|setinterval\s*\(|new\s+function\s*\(|alert\s*[(`]|prompt\s*[(`]|confirm\s*[(`]|fromcharcode|atob\s*\(|\.constructor\s*\(|expression\s*\(|trustashtml|bypasssecuritytrust|\[\s*['"`](alert|prompt|confirm|eval)['"`]\s*\]|[:(,]\s*(alert|prompt|confirm)\s*[})]|\b(alert|prompt|confirm)\s*\.\s*(call|apply|bind)\b)"#,
     ),
     // --- code and template injection ---------------------------------------
     (
         Category::CodeInjection,
         "code-template-expression",
-        r"\$\{[^}]*\}|\{\{[^}]*\}\}|\{%[^%]*%\}|<%[^%]*%>|#\{[^}]*\}|\$\{|\{\{|\{%|<%=",
+        r"\$\{[^}]*[^\w\s}][^}]*\}|\{\{[^}]*[^\w\s}][^}]*\}\}|\{%\s*(import|include|set|for|if|exec|load|macro|debug|extends|block|raw)\b|<%[^%]*[^\w\s%][^%]*%>|#\{[^}]*[^\w\s}][^}]*\}",
     ),
     (
         Category::CodeInjection,
@@ -191,7 +215,7 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::CodeInjection,
         "code-shell-command",
-        r"(^|[;&|`]|\$\(|\|\|?|&&)\s*(cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|powershell|cmd(\.exe)?|ping|nslookup|sleep|echo|rm|chmod|python\d?|perl|ruby|php|type|dir|net\s+user|systeminfo|ipconfig|ifconfig)\b|\$\([^)]*\)|`[^`]*\b(cat|ls|id|whoami|uname|wget|curl)\b[^`]*`",
+        r"([;&|`]|\$\(|\|\|?|&&)\s*(cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|powershell|cmd(\.exe)?|ping|nslookup|sleep|echo|rm|chmod|python\d?|perl|ruby|php|type|dir|net\s+user|systeminfo|ipconfig|ifconfig)\b|\$\([^)]*\)|`[^`]*\b(cat|ls|id|whoami|uname|wget|curl)\b[^`]*`",
     ),
     (
         Category::CodeInjection,
@@ -251,7 +275,14 @@ impl RuleSet {
             if disabled.contains(&category) {
                 continue;
             }
-            let regex = Regex::new(&pattern).map_err(|e| format!("rule {id}: {e}"))?;
+            // ASCII classes (\w, \s, \b), matching over the UTF-8 bytes of the
+            // normalized text; non-ASCII characters are never word
+            // characters, as in regex-lite.
+            let regex = RegexBuilder::new(&pattern)
+                .unicode(false)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| format!("rule {id}: {e}"))?;
             rules.push(Rule {
                 category,
                 id,
@@ -269,8 +300,12 @@ impl RuleSet {
     /// each, in category order. `categories` limits which are checked.
     pub fn screen(&self, text: &str, categories: &[Category]) -> Vec<Finding> {
         let mut forms = vec![crate::text_normalization::normalize(text)];
-        if let Some(decoded) = decode_escapes(text) {
-            forms.push(crate::text_normalization::normalize(&decoded));
+        // Up to two layers of escaping (`%253C` is `<` encoded twice).
+        if let Some(once) = decode_escapes(text) {
+            if let Some(twice) = decode_escapes(&once) {
+                forms.push(crate::text_normalization::normalize(&twice));
+            }
+            forms.push(crate::text_normalization::normalize(&once));
         }
         let mut findings: Vec<Finding> = Vec::new();
         for rule in &self.rules {
@@ -279,7 +314,7 @@ impl RuleSet {
             {
                 continue;
             }
-            if forms.iter().any(|f| rule.regex.is_match(f)) {
+            if forms.iter().any(|f| rule.regex.is_match(f.as_bytes())) {
                 findings.push(Finding {
                     category: rule.category,
                     rule_id: rule.id.clone(),
