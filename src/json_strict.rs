@@ -5,11 +5,17 @@
 //! with a duplicate key is refused instead of being interpreted. Nesting is
 //! limited by serde_json's recursion limit (128).
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+
+/// Most JSON values (objects, arrays, strings, numbers, ...) a body may
+/// hold. Bounds the work and memory spent on a hostile body (a 10 MB object
+/// of a million one-character keys) before the schema refuses it.
+pub const MAX_VALUES: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonError {
@@ -17,37 +23,49 @@ pub enum JsonError {
     Invalid(String),
     /// An object has the same key twice.
     DuplicateKey(String),
+    /// More than [`MAX_VALUES`] values.
+    TooLarge,
 }
 
 /// Parses `bytes` as JSON, refusing duplicate keys.
 pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue::deserialize(&mut de).map_err(|e| {
+    let budget = Cell::new(MAX_VALUES);
+    let value = Strict(&budget).deserialize(&mut de).map_err(|e| {
         let msg = e.to_string();
-        match msg.strip_prefix(DUPLICATE_PREFIX) {
-            Some(rest) => {
-                JsonError::DuplicateKey(rest.split(" at line").next().unwrap_or(rest).to_string())
-            }
-            None => JsonError::Invalid(msg),
+        if let Some(rest) = msg.strip_prefix(DUPLICATE_PREFIX) {
+            let key = rest.split(" at line").next().unwrap_or(rest);
+            JsonError::DuplicateKey(key.to_string())
+        } else if msg.starts_with(TOO_LARGE) {
+            JsonError::TooLarge
+        } else {
+            JsonError::Invalid(msg)
         }
     })?;
     de.end().map_err(|e| JsonError::Invalid(e.to_string()))?;
-    Ok(value.0)
+    Ok(value)
 }
 
 const DUPLICATE_PREFIX: &str = "duplicate key: ";
+const TOO_LARGE: &str = "too many JSON values";
 
-struct StrictValue(Value);
+/// Deserializes one value, spending one unit of the shared budget.
+#[derive(Clone, Copy)]
+struct Strict<'b>(&'b Cell<usize>);
 
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        match self.0.get().checked_sub(1) {
+            Some(left) => self.0.set(left),
+            None => return Err(de::Error::custom(TOO_LARGE)),
+        }
+        deserializer.deserialize_any(self)
     }
 }
 
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
+impl<'de> Visitor<'de> for Strict<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -83,7 +101,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(StrictValue(v)) = seq.next_element()? {
+        while let Some(v) = seq.next_element_seed(self)? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -96,7 +114,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
             if !seen.insert(key.clone()) {
                 return Err(de::Error::custom(format!("{DUPLICATE_PREFIX}{key}")));
             }
-            let StrictValue(v) = map.next_value()?;
+            let v = map.next_value_seed(self)?;
             out.insert(key, v);
         }
         Ok(Value::Object(out))
@@ -147,5 +165,13 @@ mod tests {
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(parse(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn value_count_is_bounded() {
+        let many = format!("[{}0]", "0,".repeat(MAX_VALUES));
+        assert_eq!(parse(many.as_bytes()), Err(JsonError::TooLarge));
+        let fits = format!("[{}0]", "0,".repeat(MAX_VALUES - 2));
+        assert!(parse(fits.as_bytes()).is_ok());
     }
 }

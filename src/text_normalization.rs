@@ -5,9 +5,10 @@
 //!    and circled or styled letters become plain letters plus marks;
 //! 2. drop control characters (Cc), format characters (Cf: zero-width
 //!    joiners and spaces, bidi controls, soft hyphens, tag characters, the
-//!    BOM), combining marks (so `é` screens as `e`), and noncharacters
-//!    (the part of Cn that can be listed without tables; other unassigned
-//!    code points are kept);
+//!    BOM), unassigned code points and noncharacters (Cn), private-use
+//!    characters (Co), combining marks (so `é` screens as `e`), and blank
+//!    fillers (Hangul fillers, the blank Braille pattern), using the
+//!    Unicode general-category table of `unicode-properties`;
 //! 3. lower-case (full Unicode case mapping);
 //! 4. collapse every run of whitespace to one space, and trim.
 //!
@@ -15,50 +16,32 @@
 //! this form. Homoglyphs across scripts (Cyrillic `а` for Latin `a`) are not
 //! mapped.
 
-use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-/// Unicode format characters (general category Cf).
-const FORMAT_RANGES: &[(u32, u32)] = &[
-    (0x00AD, 0x00AD),
-    (0x0600, 0x0605),
-    (0x061C, 0x061C),
-    (0x06DD, 0x06DD),
-    (0x070F, 0x070F),
-    (0x0890, 0x0891),
-    (0x08E2, 0x08E2),
-    (0x180E, 0x180E),
-    (0x200B, 0x200F),
-    (0x202A, 0x202E),
-    (0x2060, 0x2064),
-    (0x2066, 0x206F),
-    (0xFEFF, 0xFEFF),
-    (0xFFF9, 0xFFFB),
-    (0x110BD, 0x110BD),
-    (0x110CD, 0x110CD),
-    (0x13430, 0x1343F),
-    (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A),
-    (0xE0001, 0xE0001),
-    (0xE0020, 0xE007F),
-];
+/// Characters that render as blank but are letters or symbols in Unicode's
+/// tables (Hangul fillers, the blank Braille pattern): used to split key
+/// words invisibly.
+const BLANK_FILLERS: [char; 5] = ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{2800}'];
 
-fn is_format(c: char) -> bool {
-    let c = u32::from(c);
-    FORMAT_RANGES.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
-}
-
-fn is_noncharacter(c: char) -> bool {
-    let c = u32::from(c);
-    (0xFDD0..=0xFDEF).contains(&c) || (c & 0xFFFE) == 0xFFFE
-}
-
-/// Whether the screening drops this character.
+/// Whether the screening drops this character: controls other than
+/// whitespace (Cc), format characters (Cf), unassigned code points and
+/// noncharacters (Cn), private use (Co), combining marks (Mn, Mc, Me), and
+/// blank fillers.
 fn is_invisible(c: char) -> bool {
-    (c.is_control() && !c.is_whitespace())
-        || is_format(c)
-        || is_combining_mark(c)
-        || is_noncharacter(c)
+    if c.is_whitespace() {
+        return false;
+    }
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::Unassigned
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::NonspacingMark
+            | GeneralCategory::SpacingMark
+            | GeneralCategory::EnclosingMark
+    ) || BLANK_FILLERS.contains(&c)
 }
 
 /// The screening form of `text` (see the module documentation).
@@ -117,6 +100,12 @@ mod tests {
         assert_eq!(normalize("tag\u{E0041}\u{E0042}s"), "tags");
         assert_eq!(normalize("\u{FEFF}bom"), "bom");
         assert_eq!(normalize("   "), "");
+        // Unassigned, private-use and blank filler characters split nothing.
+        assert_eq!(normalize("instruc\u{0378}tions"), "instructions");
+        assert_eq!(normalize("instruc\u{E000}tions"), "instructions");
+        assert_eq!(normalize("instruc\u{3164}tions"), "instructions");
+        assert_eq!(normalize("instruc\u{2800}tions"), "instructions");
+        assert_eq!(normalize("instruc\u{FFFE}tions"), "instructions");
     }
 
     #[test]
@@ -126,7 +115,8 @@ mod tests {
             "what is our refund policy?"
         );
         assert_eq!(normalize("Straße"), "straße");
-        assert_eq!(normalize("日本語のテキスト"), normalize("日本語のテキスト"));
+        // Voiced kana decompose and lose their marks: screening only.
+        assert_eq!(normalize("ガ"), "カ");
     }
 
     #[test]

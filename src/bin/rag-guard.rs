@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use rag_guard::body_inspection::BodyVerdict;
+use rag_guard::body_inspection::{flag_categories, BodyVerdict};
 use rag_guard::config::{self, is_plain_name};
 use rag_guard::digest::sha256_hex;
 
@@ -66,23 +66,34 @@ struct KeyRecordJson<'a> {
     enabled: bool,
 }
 
-fn keygen(args: &[String]) -> Result<(), String> {
-    let (mut name, mut tier, mut expires_in, mut json) = (None, "free".to_string(), None, false);
+/// `--flag value` and `--switch` options: valued flags in `valued`,
+/// switches in `switches`; anything else is an error with the usage text.
+fn parse_flags(
+    args: &[String],
+    valued: &[&str],
+    switches: &[&str],
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let mut out = std::collections::HashMap::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or(format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--name" => name = Some(value()?),
-            "--tier" => tier = value()?,
-            "--expires-in" => expires_in = Some(value()?),
-            "--json" => json = true,
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        if switches.contains(&flag.as_str()) {
+            out.insert(flag.clone(), String::new());
+        } else if valued.contains(&flag.as_str()) {
+            let value = it.next().ok_or(format!("{flag} needs a value\n{USAGE}"))?;
+            out.insert(flag.clone(), value.clone());
+        } else {
+            return Err(format!("unknown option {flag}\n{USAGE}"));
         }
     }
+    Ok(out)
+}
+
+fn keygen(args: &[String]) -> Result<(), String> {
+    let mut flags = parse_flags(args, &["--name", "--tier", "--expires-in"], &["--json"])?;
+    let name = flags.remove("--name");
+    let tier = flags.remove("--tier").unwrap_or_else(|| "free".to_string());
+    let expires_in = flags.remove("--expires-in");
+    let json = flags.contains_key("--json");
     let name = name.ok_or(format!("--name is required\n{USAGE}"))?;
     if !is_plain_name(&name) || !is_plain_name(&tier) {
         return Err(
@@ -178,27 +189,17 @@ fn unescape_line(line: &str) -> String {
 /// Screens one text per stdin line as field NAME of route PATH, with the
 /// filter's own code, and prints one JSON verdict per line (never the text).
 fn scan(args: &[String]) -> Result<(), String> {
-    let (mut config_path, mut route, mut method, mut field) = (
-        None,
-        "/query".to_string(),
-        "POST".to_string(),
-        "question".to_string(),
-    );
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or(format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--config" => config_path = Some(value()?),
-            "--route" => route = value()?,
-            "--method" => method = value()?,
-            "--field" => field = value()?,
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
-    }
+    let mut flags = parse_flags(args, &["--config", "--route", "--method", "--field"], &[])?;
+    let config_path = flags.remove("--config");
+    let route = flags
+        .remove("--route")
+        .unwrap_or_else(|| "/query".to_string());
+    let method = flags
+        .remove("--method")
+        .unwrap_or_else(|| "POST".to_string());
+    let field = flags
+        .remove("--field")
+        .unwrap_or_else(|| "question".to_string());
     let text = match &config_path {
         Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
         None => br#"{"keys": []}"#.to_vec(),
@@ -221,7 +222,8 @@ fn scan(args: &[String]) -> Result<(), String> {
             }
             BodyVerdict::Pass { flags } => serde_json::json!({
                 "verdict": "report",
-                "categories": flags.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "categories": flag_categories(&flags).iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "rules": flags.iter().map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
             }),
             BodyVerdict::Reject(r) => serde_json::json!({
                 "verdict": "block",

@@ -11,7 +11,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
 use crate::admission::{self, Decision, LocalReply, Outcome, RequestView};
-use crate::body_inspection::{BodyVerdict, Rejection};
+use crate::body_inspection::{flag_categories, BodyVerdict, Rejection};
 use crate::client_address::parse_source_address;
 use crate::config::{self, Config, FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER};
 use crate::events::{loggable_path, loggable_token, SecurityEvent};
@@ -196,11 +196,7 @@ impl HttpContext for RequestFilter {
 
         // Inspected routes: nothing goes upstream until the body is checked.
         let inspection = &active.config.body_inspection;
-        let Some(route_index) = inspection
-            .routes
-            .iter()
-            .position(|r| Some(r) == inspection.route(method, path))
-        else {
+        let Some(route_index) = inspection.route_index(method, path) else {
             return Action::Continue;
         };
         let route = &inspection.routes[route_index];
@@ -231,7 +227,7 @@ impl HttpContext for RequestFilter {
         pending.size = body_size;
         let inspection = &active.config.body_inspection;
         let Some(route) = inspection.routes.get(pending.route) else {
-            return refuse(&active, Outcome::Unavailable);
+            return refuse_body(&active);
         };
         if let Some(rejection) = inspection.over_limit(route, body_size) {
             let event = pending.event.clone();
@@ -280,7 +276,7 @@ impl RequestFilter {
         };
         let body = match host::request_body(pending.size) {
             Ok(body) => body,
-            Err(_) => return refuse(active, Outcome::Unavailable),
+            Err(_) => return refuse_body(active),
         };
         self.finish_body(active, pending.route, &body, pending.event)
     }
@@ -295,25 +291,27 @@ impl RequestFilter {
     ) -> Action {
         let inspection = &active.config.body_inspection;
         let Some(route) = inspection.routes.get(route) else {
-            return refuse(active, Outcome::Unavailable);
+            return refuse_body(active);
         };
         match inspection.inspect(route, body) {
             BodyVerdict::Pass { flags } if flags.is_empty() => Action::Continue,
             BodyVerdict::Pass { flags } => {
-                let names: Vec<&str> = flags.iter().map(|c| c.as_str()).collect();
-                let value = names.join(",");
-                for category in &flags {
-                    active.metrics.count_flag(*category);
+                // One event per match: field, category and rule id.
+                for flag in &flags {
+                    active.metrics.count_flag(flag.category);
+                    let flagged = SecurityEvent {
+                        event: "input_flagged",
+                        reason: "report_only",
+                        field: Some(flag.field.clone()),
+                        category: Some(flag.category.as_str()),
+                        rule: Some(flag.rule_id.clone()),
+                        ..event.clone()
+                    };
+                    host::log(LogLevel::Warn, &flagged.to_json());
                 }
-                let flagged = SecurityEvent {
-                    event: "input_flagged",
-                    reason: "report_only",
-                    rule: Some(value.clone()),
-                    ..event
-                };
-                host::log(LogLevel::Warn, &flagged.to_json());
-                if host::set_request_header(FLAGS_HEADER, Some(&value)).is_err() {
-                    return refuse(active, Outcome::Unavailable);
+                let names: Vec<&str> = flag_categories(&flags).iter().map(|c| c.as_str()).collect();
+                if host::set_request_header(FLAGS_HEADER, Some(&names.join(","))).is_err() {
+                    return refuse_body(active);
                 }
                 Action::Continue
             }
@@ -370,12 +368,21 @@ fn reject_body(
 
 /// Counts, logs and answers a request the filter cannot process.
 fn refuse(active: &Active, outcome: Outcome) -> Action {
+    refuse_as(active, outcome, "auth_failure")
+}
+
+/// [`refuse`] for a failure while handling a body (a host call failed).
+fn refuse_body(active: &Active) -> Action {
+    refuse_as(active, Outcome::Unavailable, "validation_failed")
+}
+
+fn refuse_as(active: &Active, outcome: Outcome, event: &'static str) -> Action {
     active.metrics.count(outcome);
     let reply = LocalReply::for_outcome(outcome);
     host::log(
         LogLevel::Error,
         &SecurityEvent {
-            event: "auth_failure",
+            event,
             reason: outcome.as_str(),
             status: reply.as_ref().map(|r| r.status),
             ..Default::default()
