@@ -10,9 +10,12 @@ use rag_guard::admission::{decide, RequestView};
 use rag_guard::config;
 use rag_guard::digest::{sha256, sha256_hex};
 use rag_guard::failed_auth;
+use rag_guard::key_state;
+use rag_guard::leak_detection::{address_tag, LeakDetection};
 use rag_guard::rate_limiter;
 use rag_guard::shared_store::MemoryStore;
 use rag_guard::token_bucket::{check, BucketState, Limits};
+use rag_guard::usage;
 
 fn time(name: &str, iterations: u32, mut f: impl FnMut()) {
     for _ in 0..iterations / 10 {
@@ -42,7 +45,7 @@ fn main() {
         return;
     };
     let store = MemoryStore::new();
-    let _ = rate_limiter::ensure_buckets(&store, cfg.keys.iter().map(|k| &k.sha256));
+    let _ = key_state::ensure_entries(&store, cfg.keys.iter().map(|k| &k.sha256));
     let _ = failed_auth::ensure_table(&store);
     let limits = Limits {
         per_minute: 1_000_000,
@@ -67,12 +70,36 @@ fn main() {
         },
     );
     let digest = sha256(key);
+    let detection = LeakDetection::default();
     time(
-        "rate_limiter::spend on MemoryStore (get + CAS)",
+        "rate_limiter::spend on MemoryStore (get + CAS, leak window)",
         200_000,
         || {
             now += 1000;
-            let _ = black_box(rate_limiter::spend(&store, &digest, &limits, 1, now));
+            let source = rate_limiter::Source {
+                tag: Some(address_tag(std::net::Ipv4Addr::LOCALHOST.into())),
+                detection: &detection,
+            };
+            let _ = black_box(rate_limiter::spend(
+                &store, &digest, &limits, 1, now, source,
+            ));
+        },
+    );
+    let _ = usage::ensure_entries(&store, [digest].iter());
+    let mut acc = usage::Accumulator::default();
+    time(
+        "usage::Accumulator::record (per request, no host call)",
+        1_000_000,
+        || {
+            acc.record(black_box(&digest), usage::Kind::Admitted, 1_800_000_000);
+        },
+    );
+    time(
+        "usage::flush of one key (get + CAS, per tick)",
+        200_000,
+        || {
+            acc.record(&digest, usage::Kind::Admitted, 1_800_000_000);
+            black_box(usage::flush(&store, &mut acc));
         },
     );
     let question = format!(
@@ -113,6 +140,7 @@ fn main() {
                 .parse()
                 .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
         ),
+        admin_secrets: &[],
     };
     time(
         "admission::decide, authenticated + limiter + headers",

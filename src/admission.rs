@@ -1,7 +1,8 @@
 //! The decision for one request, before it is routed, in this order:
-//! host allowlist, public paths, the failed-authentication table of the
-//! client's address, API key authentication, then the key's rate limits (or
-//! the rate-limit status endpoint).
+//! host allowlist, the admin API, public paths, the failed-authentication
+//! table of the client's address, API key authentication, then the key's
+//! runtime state: revocation, leak detection and rate limits (or the
+//! rate-limit status endpoint).
 //!
 //! Pure logic over the request's headers, the configuration and a
 //! [`SharedStore`]; the proxy-wasm adapter gathers the inputs and applies the
@@ -9,11 +10,15 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::admin_api::{self, AdminRequest, AdminStatus};
 use crate::config::{Config, KeyEntry};
 use crate::digest::{digest_id, sha256, Digest};
+use crate::events::{SecurityEvent, Severity};
 use crate::failed_auth;
+use crate::key_state::RevokedBy;
+use crate::leak_detection::address_tag;
 use crate::rate_limit_headers;
-use crate::rate_limiter::{self, Spend};
+use crate::rate_limiter::{self, LeakTrip, Source, Spend};
 use crate::shared_store::SharedStore;
 use crate::token_bucket::LimitKind;
 
@@ -36,6 +41,8 @@ pub enum Outcome {
     InvalidKey,
     ExpiredKey,
     DisabledKey,
+    /// Revoked at runtime (admin API or leak detection): 403.
+    RevokedKey(RevokedBy),
     HostRejected,
     /// Too many failed authentications from the client's address.
     AuthBlocked,
@@ -45,10 +52,12 @@ pub enum Outcome {
     /// The filter could not do its job (no accepted configuration, a host
     /// call failed, a bucket is missing): refused, never admitted.
     Unavailable,
+    /// A request to the admin API, answered by it.
+    Admin(AdminStatus),
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 15] = [
+    pub const ALL: [Outcome; 22] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::RateLimitStatus,
@@ -57,6 +66,8 @@ impl Outcome {
         Outcome::InvalidKey,
         Outcome::ExpiredKey,
         Outcome::DisabledKey,
+        Outcome::RevokedKey(RevokedBy::Admin),
+        Outcome::RevokedKey(RevokedBy::LeakDetection),
         Outcome::HostRejected,
         Outcome::AuthBlocked,
         Outcome::RateLimited(LimitKind::Burst),
@@ -64,6 +75,11 @@ impl Outcome {
         Outcome::RateLimited(LimitKind::Hour),
         Outcome::RateLimitContention,
         Outcome::Unavailable,
+        Outcome::Admin(AdminStatus::Ok),
+        Outcome::Admin(AdminStatus::Denied),
+        Outcome::Admin(AdminStatus::QuerySecret),
+        Outcome::Admin(AdminStatus::Disabled),
+        Outcome::Admin(AdminStatus::Error),
     ];
 
     /// Stable name used in metrics and events.
@@ -77,6 +93,7 @@ impl Outcome {
             Outcome::InvalidKey => "invalid_key",
             Outcome::ExpiredKey => "expired_key",
             Outcome::DisabledKey => "disabled_key",
+            Outcome::RevokedKey(_) => "revoked_key",
             Outcome::HostRejected => "host_rejected",
             Outcome::AuthBlocked => "auth_blocked",
             Outcome::RateLimited(LimitKind::Burst) => "rate_limited_burst",
@@ -84,6 +101,46 @@ impl Outcome {
             Outcome::RateLimited(LimitKind::Hour) => "rate_limited_hour",
             Outcome::RateLimitContention => "rate_limited_contention",
             Outcome::Unavailable => "unavailable",
+            Outcome::Admin(_) => "admin",
+        }
+    }
+
+    /// The `decision` label of the request metric.
+    pub fn decision(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Public => "public",
+            Outcome::RateLimitStatus => "status",
+            Outcome::MissingKey | Outcome::MultipleKeys => "unauthenticated",
+            Outcome::InvalidKey => "invalid",
+            Outcome::ExpiredKey => "expired",
+            Outcome::DisabledKey | Outcome::RevokedKey(_) => "revoked",
+            Outcome::HostRejected => "host_rejected",
+            Outcome::AuthBlocked | Outcome::RateLimited(_) | Outcome::RateLimitContention => {
+                "rate_limited"
+            }
+            Outcome::Unavailable => "unavailable",
+            Outcome::Admin(_) => "admin",
+        }
+    }
+
+    /// The `reason` label of the request metric: which limit, who revoked,
+    /// what went wrong.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Outcome::Allowed | Outcome::Public | Outcome::Unavailable => "none",
+            Outcome::RateLimitStatus => "rate_limit_status",
+            Outcome::MissingKey => "missing_key",
+            Outcome::MultipleKeys => "multiple_keys",
+            Outcome::InvalidKey => "invalid_key",
+            Outcome::ExpiredKey => "expired_key",
+            Outcome::DisabledKey => "config",
+            Outcome::RevokedKey(by) => by.as_str(),
+            Outcome::HostRejected => "host",
+            Outcome::AuthBlocked => "failed_auth",
+            Outcome::RateLimited(kind) => kind.as_str(),
+            Outcome::RateLimitContention => "contention",
+            Outcome::Admin(status) => status.as_str(),
         }
     }
 
@@ -96,6 +153,7 @@ impl Outcome {
                 | Outcome::InvalidKey
                 | Outcome::ExpiredKey
                 | Outcome::DisabledKey
+                | Outcome::RevokedKey(_)
         )
     }
 
@@ -106,6 +164,10 @@ impl Outcome {
             Outcome::InvalidKey => (401, "Invalid API Key"),
             Outcome::ExpiredKey => (401, "API key expired"),
             Outcome::DisabledKey => (401, "API key disabled"),
+            Outcome::RevokedKey(RevokedBy::Admin) => (403, "API key revoked"),
+            Outcome::RevokedKey(RevokedBy::LeakDetection) => {
+                (403, "API key revoked due to suspicious activity")
+            }
             Outcome::HostRejected => (400, "Invalid host header"),
             Outcome::AuthBlocked => (429, "Too many failed authentication attempts"),
             Outcome::RateLimitContention => (
@@ -116,7 +178,8 @@ impl Outcome {
             Outcome::Allowed
             | Outcome::Public
             | Outcome::RateLimitStatus
-            | Outcome::RateLimited(_) => return None,
+            | Outcome::RateLimited(_)
+            | Outcome::Admin(_) => return None,
         })
     }
 }
@@ -181,6 +244,8 @@ pub struct RequestView<'a> {
     pub api_keys: &'a [&'a [u8]],
     /// The client's address, if Envoy gave one.
     pub client_ip: Option<IpAddr>,
+    /// Every value of the admin secret header (read on admin paths only).
+    pub admin_secrets: &'a [&'a [u8]],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +260,12 @@ pub struct Decision<'c> {
     pub reply: Option<LocalReply>,
     /// Rate-limit headers for the response (authenticated requests).
     pub response_headers: Vec<(&'static str, String)>,
+    /// This request tripped leak detection.
+    pub leak: Option<LeakTrip>,
+    /// CAS attempts lost to other workers while spending.
+    pub cas_retries: u32,
+    /// Events besides the request's own (admin changes to keys).
+    pub events: Vec<(Severity, SecurityEvent)>,
 }
 
 impl<'c> Decision<'c> {
@@ -205,6 +276,9 @@ impl<'c> Decision<'c> {
             key_id: None,
             reply: LocalReply::for_outcome(outcome),
             response_headers: Vec::new(),
+            leak: None,
+            cas_retries: 0,
+            events: Vec::new(),
         }
     }
 
@@ -221,6 +295,9 @@ impl<'c> Decision<'c> {
 pub fn decide_early(config: &Config, req: &RequestView<'_>) -> Option<Decision<'static>> {
     if !config.allowed_hosts.allows(req.authority) {
         return Some(Decision::of(Outcome::HostRejected));
+    }
+    if admin_api::is_admin_path(config, req.path) {
+        return None;
     }
     if config.public_paths.matches(req.path) {
         return Some(Decision::of(Outcome::Public));
@@ -251,21 +328,44 @@ pub fn decide<'c>(
         Err(_) => return Decision::of(Outcome::Unavailable),
     }
 
+    if admin_api::is_admin_path(config, req.path) {
+        let admin_req = AdminRequest {
+            method: req.method,
+            path: req.path,
+            secrets: req.admin_secrets,
+            client_ip: req.client_ip,
+        };
+        let answer = admin_api::handle(config, &admin_req, store, now_ns);
+        if answer.status.is_auth_failure() {
+            if let Some(blocked) = record_failure(config, store, ip, now_ns) {
+                return blocked;
+            }
+        }
+        return Decision {
+            reply: Some(answer.reply),
+            events: answer.events,
+            ..Decision::of(Outcome::Admin(answer.status))
+        };
+    }
+
     let (outcome, key, key_id) = authenticate(config, req.api_keys, now_ns / 1_000_000_000);
+    // A refusal that counts as a failed authentication of the address.
+    let failed = |outcome: Outcome, key_id: Option<String>| {
+        // Decided by the CAS that counts the failure: if other workers used
+        // up the address's budget since the check above, this is a blocked
+        // request too. A failure that cannot be recorded keeps its answer.
+        if let Some(blocked) = record_failure(config, store, ip, now_ns) {
+            return blocked;
+        }
+        Decision {
+            key,
+            key_id,
+            ..Decision::of(outcome)
+        }
+    };
     if outcome != Outcome::Allowed {
         if outcome.is_auth_failure() {
-            // Decided by the CAS that counts the failure: if other workers
-            // used up the address's budget since the check above, this is a
-            // blocked request too. A failure that cannot be recorded still
-            // gets its 401.
-            let blocked =
-                failed_auth::record_failure(store, ip, config.failed_auth_per_minute, now_ns);
-            if let Ok(true) = blocked {
-                let mut d = Decision::of(Outcome::AuthBlocked);
-                let secs = failed_auth::one_failure_secs(config.failed_auth_per_minute);
-                d.reply = d.reply.map(|r| r.with_retry_after(secs));
-                return d;
-            }
+            return failed(outcome, key_id);
         }
         return Decision {
             key,
@@ -278,17 +378,20 @@ pub fn decide<'c>(
     };
     let digest = &entry.sha256;
     let decision = |outcome, reply, response_headers| Decision {
-        outcome,
         key,
         key_id: key_id.clone(),
         reply,
         response_headers,
+        ..Decision::of(outcome)
     };
 
     let path = crate::public_paths::path_only(req.path);
     if req.method == b"GET" && path == config.rate_limit_status_path.as_bytes() {
         return match rate_limiter::peek(store, digest, &entry.limits, now_ns) {
-            Ok(Some(views)) => {
+            Ok(Some((Some(revocation), _))) => {
+                failed(Outcome::RevokedKey(revocation.by), key_id.clone())
+            }
+            Ok(Some((None, views))) => {
                 let body = rate_limit_headers::status_body(&entry.name, &entry.tier, &views);
                 let headers = rate_limit_headers::headers(&entry.limits, &views);
                 let reply = LocalReply {
@@ -303,10 +406,25 @@ pub fn decide<'c>(
     }
 
     let cost = config.cost_of(req.method, req.path);
-    match rate_limiter::spend(store, digest, &entry.limits, cost, now_ns) {
-        Ok(Spend::Decided(v)) => {
+    let detection = &config.leak_detection;
+    let source = Source {
+        tag: req
+            .client_ip
+            .filter(|ip| detection.counts(*ip))
+            .map(address_tag),
+        detection,
+    };
+    let Ok(result) = rate_limiter::spend(store, digest, &entry.limits, cost, now_ns, source) else {
+        return Decision {
+            key,
+            key_id,
+            ..Decision::of(Outcome::Unavailable)
+        };
+    };
+    let mut d = match result.spend {
+        Spend::Decided { verdict: v, leak } => {
             let headers = rate_limit_headers::headers(&entry.limits, &v.views);
-            match (v.allowed, v.tripped) {
+            let mut d = match (v.allowed, v.tripped) {
                 (true, _) => decision(Outcome::Allowed, None, headers),
                 (false, tripped) => {
                     let kind = tripped.unwrap_or(LimitKind::Burst);
@@ -318,13 +436,27 @@ pub fn decide<'c>(
                     reply.headers.extend(headers.iter().cloned());
                     decision(Outcome::RateLimited(kind), Some(reply), headers)
                 }
-            }
+            };
+            d.leak = leak;
+            d
         }
-        Ok(Spend::Contention { .. }) => {
+        Spend::Revoked(revocation) => failed(Outcome::RevokedKey(revocation.by), key_id.clone()),
+        Spend::LeakRevoked(trip) => {
+            // The request that trips detection is refused with the rest.
+            let mut d = decision(
+                Outcome::RevokedKey(RevokedBy::LeakDetection),
+                None,
+                Vec::new(),
+            );
+            d.reply = LocalReply::for_outcome(d.outcome);
+            d.leak = Some(trip);
+            d
+        }
+        Spend::Contention => {
             let headers = rate_limiter::peek(store, digest, &entry.limits, now_ns)
                 .ok()
                 .flatten()
-                .map(|views| rate_limit_headers::headers(&entry.limits, &views))
+                .map(|(_, views)| rate_limit_headers::headers(&entry.limits, &views))
                 .unwrap_or_default();
             let mut reply = LocalReply::for_outcome(Outcome::RateLimitContention)
                 .map(|r| r.with_retry_after(1));
@@ -333,12 +465,32 @@ pub fn decide<'c>(
             }
             decision(Outcome::RateLimitContention, reply, headers)
         }
-        Ok(Spend::NoBucket) | Err(_) => Decision {
+        Spend::NoBucket => Decision {
             key,
-            key_id,
+            key_id: key_id.clone(),
             ..Decision::of(Outcome::Unavailable)
         },
+    };
+    d.cas_retries = result.cas_retries;
+    d
+}
+
+/// Counts a failed authentication of `ip`; Some(blocked decision) when the
+/// address has now used up its budget.
+fn record_failure(
+    config: &Config,
+    store: &dyn SharedStore,
+    ip: IpAddr,
+    now_ns: u64,
+) -> Option<Decision<'static>> {
+    let blocked = failed_auth::record_failure(store, ip, config.failed_auth_per_minute, now_ns);
+    if let Ok(true) = blocked {
+        let mut d = Decision::of(Outcome::AuthBlocked);
+        let secs = failed_auth::one_failure_secs(config.failed_auth_per_minute);
+        d.reply = d.reply.map(|r| r.with_retry_after(secs));
+        return Some(d);
     }
+    None
 }
 
 /// API key authentication alone: the outcome, the configured key if the
@@ -400,7 +552,7 @@ mod tests {
 
     fn store_for(c: &Config) -> MemoryStore {
         let store = MemoryStore::new();
-        rate_limiter::ensure_buckets(&store, c.keys.iter().map(|k| &k.sha256)).unwrap();
+        crate::key_state::ensure_entries(&store, c.keys.iter().map(|k| &k.sha256)).unwrap();
         failed_auth::ensure_table(&store).unwrap();
         store
     }
@@ -412,6 +564,7 @@ mod tests {
             method: b"GET",
             api_keys: keys,
             client_ip: Some("192.0.2.10".parse().unwrap()),
+            admin_secrets: &[],
         }
     }
 
@@ -684,7 +837,17 @@ mod tests {
         assert_eq!(host.status, 400);
         assert!(host.headers.is_empty());
         assert!(LocalReply::for_outcome(Outcome::Allowed).is_none());
-        let names: std::collections::HashSet<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!(names.len(), Outcome::ALL.len());
+        // Each outcome is one metric: its labels are distinct.
+        let labels: std::collections::HashSet<_> = Outcome::ALL
+            .iter()
+            .map(|o| (o.decision(), o.reason()))
+            .collect();
+        assert_eq!(labels.len(), Outcome::ALL.len());
+        let leak = LocalReply::for_outcome(Outcome::RevokedKey(RevokedBy::LeakDetection)).unwrap();
+        assert_eq!(leak.status, 403);
+        assert_eq!(
+            leak.detail().unwrap(),
+            "API key revoked due to suspicious activity"
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::body_inspection::{self, BodyInspection, RawBodyInspection};
 use crate::digest::{parse_digest_hex, Digest};
 use crate::host_allowlist::HostAllowlist;
 use crate::key_table::KeyTable;
+use crate::leak_detection::{self, LeakDetection, RawLeakDetection};
 use crate::public_paths::PublicPaths;
 use crate::response_headers::{is_token, SecurityHeaders};
 use crate::token_bucket::Limits;
@@ -130,7 +131,21 @@ pub struct Config {
     pub failed_auth_per_minute: u32,
     /// Routes whose JSON bodies are checked, and the screening rules.
     pub body_inspection: BodyInspection,
+    /// The admin API; None: its prefix answers 404.
+    pub admin: Option<AdminConfig>,
+    pub leak_detection: LeakDetection,
 }
+
+/// The admin API: where it answers and the digest of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub secret_sha256: Digest,
+    /// Starts and ends with '/'.
+    pub path_prefix: String,
+}
+
+/// Default `admin.path_prefix`.
+pub const DEFAULT_ADMIN_PREFIX: &str = "/rag-guard/admin/";
 
 impl Config {
     /// Tokens a request costs.
@@ -167,6 +182,22 @@ struct RawConfig {
     failed_auth: RawFailedAuth,
     #[serde(default)]
     body_inspection: RawBodyInspection,
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    leak_detection: RawLeakDetection,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    secret_sha256: String,
+    #[serde(default = "default_admin_prefix")]
+    path_prefix: String,
+}
+
+fn default_admin_prefix() -> String {
+    DEFAULT_ADMIN_PREFIX.to_string()
 }
 
 #[derive(Deserialize)]
@@ -299,6 +330,24 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         HostAllowlist::new(&raw.allowed_hosts).map_err(|m| err("allowed_hosts", m))?;
     let security_headers =
         SecurityHeaders::new(&raw.security_headers).map_err(|m| err("security_headers", m))?;
+    let admin = raw.admin.map(parse_admin).transpose()?;
+    if let Some(a) = &admin {
+        let prefix = a.path_prefix.trim_end_matches('/').as_bytes();
+        if public_paths.matches(prefix) || public_paths.matches(a.path_prefix.as_bytes()) {
+            return Err(err(
+                "admin.path_prefix",
+                "is also a public path; the admin API must not be public",
+            ));
+        }
+        if status_path.starts_with(&a.path_prefix) {
+            return Err(err(
+                "admin.path_prefix",
+                "contains rate_limit_status_path; choose distinct paths",
+            ));
+        }
+    }
+    let leak_detection = leak_detection::parse_config(raw.leak_detection)
+        .map_err(|(field, message)| err(field, message))?;
 
     Ok(Config {
         api_key_header,
@@ -313,6 +362,34 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         failed_auth_per_minute,
         body_inspection: body_inspection::parse_config(raw.body_inspection)
             .map_err(|(field, message)| err(field, message))?,
+        admin,
+        leak_detection,
+    })
+}
+
+fn parse_admin(raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let Some(secret_sha256) = parse_digest_hex(&raw.secret_sha256) else {
+        return Err(err(
+            "admin.secret_sha256",
+            "must be 64 lowercase hex characters (the SHA-256 of the admin secret, never the secret)",
+        ));
+    };
+    let p = &raw.path_prefix;
+    let valid = p.len() > 2
+        && p.starts_with('/')
+        && p.ends_with('/')
+        && !p.contains("//")
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if !valid {
+        return Err(err(
+            "admin.path_prefix",
+            "must be a path like /rag-guard/admin/ (starts and ends with '/', letters, digits, '-', '_', '.')",
+        ));
+    }
+    Ok(AdminConfig {
+        secret_sha256,
+        path_prefix: raw.path_prefix,
     })
 }
 

@@ -1,10 +1,15 @@
-//! Security events: one JSON object per line in Envoy's log.
+//! Security events: one JSON object per line in Envoy's log, all with the
+//! one schema below (fields absent when they do not apply). The README's
+//! "Events" section documents every event and reason.
 //!
-//! Schema (fields absent when unknown):
-//! `{"event", "reason", "status", "ip", "method", "path", "key_name", "key_id", "tier", "limit"}`.
+//! `{"event", "reason", "status", "ip", "method", "path", "key_name",
+//! "key_id", "tier", "limit", "field", "category", "rule", "duration_us",
+//! "by", "addresses", "window_secs", "action"}`
+//!
 //! `key_id` is the first 16 hex characters of the key's SHA-256. An event
-//! never holds a key, a header value other than these, or a body; `path` is
-//! cut before the query string (which may carry secrets) and to 200 bytes.
+//! never holds a key, a secret, a header value other than these, or a body;
+//! `path` is cut before the query string (which may carry secrets) and to
+//! 200 bytes.
 
 use serde::Serialize;
 
@@ -41,6 +46,28 @@ pub struct SecurityEvent {
     pub category: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// For `auth_success`: microseconds the filter took to decide.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    /// For `key_revoked` / `key_restored`: `admin` or `leak_detection`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<&'static str>,
+    /// For `key_leak_detected`: distinct addresses within the window, the
+    /// window, and what was done (`revoke` or `report`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+}
+
+/// How loud an event is (the Envoy log level it is written at).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warn,
+    Error,
 }
 
 impl SecurityEvent {

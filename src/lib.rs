@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin_api;
 pub mod admission;
 pub mod body_inspection;
 pub mod client_address;
@@ -19,7 +20,9 @@ pub mod failed_auth;
 pub mod host_allowlist;
 pub mod injection_rules;
 pub mod json_strict;
+pub mod key_state;
 pub mod key_table;
+pub mod leak_detection;
 pub mod public_paths;
 pub mod rate_limit_headers;
 pub mod rate_limiter;
@@ -27,6 +30,7 @@ pub mod response_headers;
 pub mod shared_store;
 pub mod text_normalization;
 pub mod token_bucket;
+pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -1,90 +1,185 @@
-//! Counters, defined once per root context (each `define_metric` call
-//! allocates a new id, so per-request definition would leak ids).
+//! Envoy metrics. Fixed families are defined once per root context (each
+//! `define_metric` call allocates a new id, so per-request definition would
+//! leak ids). Per-key request counters are defined on first use and
+//! remembered, so their number is bounded by the configured keys; per-key
+//! leak counters are defined for every key up front, so they exist at 0 and
+//! Prometheus's `increase()` sees the first detection.
 //!
-//! Names: `rag_guard.requests.<outcome>`; Envoy shows them as
-//! `wasmcustom.rag_guard.requests.<outcome>` in `/stats`, and the shipped
-//! `stats_tags` turn them into `rag_guard_requests{outcome="..."}` in
-//! `/stats/prometheus`. Envoy sums them across workers.
+//! Names (Envoy prefixes them with `wasmcustom.`; the shipped `stats_tags`
+//! turn the `.<label>.<value>` pairs into Prometheus labels):
+//!
+//! | Envoy stat | Prometheus |
+//! |---|---|
+//! | `rag_guard.requests.decision.<d>.reason.<r>` | `rag_guard_requests{decision,reason}` |
+//! | `rag_guard.key_requests.key.<k>.tier.<t>.decision.<d>` | `rag_guard_key_requests{key,tier,decision}` |
+//! | `rag_guard.leak_detections.key.<k>.action.<a>` | `rag_guard_leak_detections{key,action}` |
+//! | `rag_guard.body_flagged.category.<c>` | `rag_guard_body_flagged{category}` |
+//! | `rag_guard.cas_retries` | `rag_guard_cas_retries` |
+//! | `rag_guard.inspection_duration_us` (histogram) | `rag_guard_inspection_duration_us_bucket{le}` |
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::admission::Outcome;
-use crate::body_inspection::REJECTION_REASONS;
+use crate::body_inspection::{Rejection, REJECTION_REASONS};
+use crate::config::{Config, KeyEntry};
 use crate::injection_rules::Category;
+
+/// The per-key `decision` of a request that named a configured key.
+pub fn key_decision(outcome: Outcome) -> Option<&'static str> {
+    match outcome.decision() {
+        "allowed" | "rate_limited" | "revoked" | "expired" => Some(outcome.decision()),
+        _ => None,
+    }
+}
 
 pub struct Metrics {
     by_outcome: [u32; Outcome::ALL.len()],
-    /// `rag_guard.body.rejected.<reason>`
-    body_rejected: Vec<u32>,
-    /// `rag_guard.body.blocked.<category>` and `rag_guard.body.flagged.<category>`
-    blocked: Vec<u32>,
+    /// `decision="invalid_input"`, one per reason (rejection reasons and
+    /// categories).
+    invalid_input: Vec<(&'static str, u32)>,
     flagged: Vec<u32>,
+    cas_retries: u32,
+    inspection_us: u32,
+    /// (key name, decision) -> id, and key name -> leak id.
+    per_key: RefCell<HashMap<(String, &'static str), u32>>,
+}
+
+fn counter(name: &str) -> Result<u32, Status> {
+    hostcalls::define_metric(MetricType::Counter, name)
 }
 
 impl Metrics {
-    pub fn define() -> Result<Self, Status> {
+    pub fn define(config: &Config) -> Result<Self, Status> {
         let mut by_outcome = [0; Outcome::ALL.len()];
         for (slot, outcome) in by_outcome.iter_mut().zip(Outcome::ALL) {
-            let name = format!("rag_guard.requests.{}", outcome.as_str());
-            *slot = hostcalls::define_metric(MetricType::Counter, &name)?;
+            *slot = counter(&request_name(outcome.decision(), outcome.reason()))?;
         }
-        let define = |prefix: &str, names: &mut dyn Iterator<Item = &'static str>| {
-            names
-                .map(|n| hostcalls::define_metric(MetricType::Counter, &format!("{prefix}.{n}")))
-                .collect::<Result<Vec<u32>, Status>>()
-        };
+        let mut reasons: Vec<&'static str> = REJECTION_REASONS.to_vec();
+        reasons.extend(Category::ALL.iter().map(|c| c.as_str()));
+        reasons.sort_unstable();
+        reasons.dedup();
+        let invalid_input = reasons
+            .into_iter()
+            .map(|r| Ok((r, counter(&request_name("invalid_input", r))?)))
+            .collect::<Result<Vec<_>, Status>>()?;
+        let flagged = Category::ALL
+            .iter()
+            .map(|c| counter(&format!("rag_guard.body_flagged.category.{}", c.as_str())))
+            .collect::<Result<Vec<_>, Status>>()?;
+        let mut per_key = HashMap::new();
+        let action = config.leak_detection.action.as_str();
+        if config.leak_detection.enabled {
+            for key in config.keys.iter() {
+                let id = counter(&leak_name(key, action))?;
+                per_key.insert((key.name.clone(), leak_slot(action)), id);
+            }
+        }
         Ok(Metrics {
             by_outcome,
-            body_rejected: define(
-                "rag_guard.body.rejected",
-                &mut REJECTION_REASONS.iter().copied(),
+            invalid_input,
+            flagged,
+            cas_retries: counter("rag_guard.cas_retries")?,
+            inspection_us: hostcalls::define_metric(
+                MetricType::Histogram,
+                "rag_guard.inspection_duration_us",
             )?,
-            blocked: define(
-                "rag_guard.body.blocked",
-                &mut Category::ALL.iter().map(|c| c.as_str()),
-            )?,
-            flagged: define(
-                "rag_guard.body.flagged",
-                &mut Category::ALL.iter().map(|c| c.as_str()),
-            )?,
+            per_key: RefCell::new(per_key),
         })
-    }
-
-    pub fn count_rejection(&self, reason: &str, category: Option<Category>) {
-        if let Some(i) = REJECTION_REASONS.iter().position(|r| *r == reason) {
-            increment(self.body_rejected.get(i));
-        }
-        if let Some(c) = category {
-            increment(
-                Category::ALL
-                    .iter()
-                    .position(|x| *x == c)
-                    .and_then(|i| self.blocked.get(i)),
-            );
-        }
-    }
-
-    pub fn count_flag(&self, category: Category) {
-        increment(
-            Category::ALL
-                .iter()
-                .position(|x| *x == category)
-                .and_then(|i| self.flagged.get(i)),
-        );
     }
 
     pub fn count(&self, outcome: Outcome) {
         if let Some(pos) = Outcome::ALL.iter().position(|o| *o == outcome) {
-            if let Some(id) = self.by_outcome.get(pos) {
-                let _ = hostcalls::increment_metric(*id, 1);
-            }
+            increment(self.by_outcome.get(pos).copied(), 1);
         }
+    }
+
+    /// A body refused by inspection: `decision="invalid_input"` with the
+    /// category as reason (or the rejection reason when it has none).
+    pub fn count_rejection(&self, rejection: &Rejection) {
+        let reason = rejection.category.map_or(rejection.reason, |c| c.as_str());
+        let id = self
+            .invalid_input
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map(|(_, id)| *id);
+        increment(id, 1);
+    }
+
+    pub fn count_flag(&self, category: Category) {
+        let pos = Category::ALL.iter().position(|x| *x == category);
+        increment(pos.and_then(|i| self.flagged.get(i)).copied(), 1);
+    }
+
+    pub fn count_cas_retries(&self, retries: u32) {
+        if retries > 0 {
+            increment(Some(self.cas_retries), u64::from(retries));
+        }
+    }
+
+    pub fn record_inspection_us(&self, micros: u64) {
+        let _ = hostcalls::record_metric(self.inspection_us, micros);
+    }
+
+    /// `rag_guard_key_requests{key, tier, decision}`.
+    pub fn count_key(&self, key: &KeyEntry, decision: &'static str) {
+        let name = || {
+            format!(
+                "rag_guard.key_requests.key.{}.tier.{}.decision.{decision}",
+                key.name, key.tier
+            )
+        };
+        self.count_lazy((key.name.clone(), decision), name);
+    }
+
+    /// `rag_guard_leak_detections{key, action}`.
+    pub fn count_leak(&self, key: &KeyEntry, action: &'static str) {
+        self.count_lazy((key.name.clone(), leak_slot(action)), || {
+            leak_name(key, action)
+        });
+    }
+
+    fn count_lazy(&self, slot: (String, &'static str), name: impl FnOnce() -> String) {
+        let Ok(mut ids) = self.per_key.try_borrow_mut() else {
+            return;
+        };
+        let id = match ids.get(&slot) {
+            Some(id) => Some(*id),
+            None => match counter(&name()) {
+                Ok(id) => {
+                    ids.insert(slot, id);
+                    Some(id)
+                }
+                Err(_) => None,
+            },
+        };
+        increment(id, 1);
     }
 }
 
-fn increment(id: Option<&u32>) {
+fn leak_name(key: &KeyEntry, action: &str) -> String {
+    format!("rag_guard.leak_detections.key.{}.action.{action}", key.name)
+}
+
+/// The per-key map slot of a leak counter ("leak:" cannot clash with a
+/// decision: decisions have no colon).
+fn leak_slot(action: &str) -> &'static str {
+    if action == "revoke" {
+        "leak:revoke"
+    } else {
+        "leak:report"
+    }
+}
+
+fn request_name(decision: &str, reason: &str) -> String {
+    format!("rag_guard.requests.decision.{decision}.reason.{reason}")
+}
+
+fn increment(id: Option<u32>, by: u64) {
     if let Some(id) = id {
-        let _ = hostcalls::increment_metric(*id, 1);
+        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
     }
 }

@@ -4,22 +4,43 @@
 mod host;
 mod metrics;
 
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 
+use crate::admin_api::SECRET_HEADER;
 use crate::admission::{self, Decision, LocalReply, Outcome, RequestView};
 use crate::body_inspection::{flag_categories, BodyVerdict, Rejection};
 use crate::client_address::parse_source_address;
 use crate::config::{self, Config, FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER};
-use crate::events::{loggable_path, loggable_token, SecurityEvent};
+use crate::digest::Digest;
+use crate::events::{loggable_path, loggable_token, SecurityEvent, Severity};
+use crate::key_state::RevokedBy;
 use crate::response_headers;
-use crate::{failed_auth, rate_limiter};
+use crate::usage::{self, Accumulator, Kind};
+use crate::{failed_auth, key_state};
 
 use host::HostStore;
 use metrics::Metrics;
+
+thread_local! {
+    /// This worker's usage counts since the last flush (one VM per worker,
+    /// shared by all of its root contexts).
+    static USAGE: RefCell<Accumulator> = RefCell::new(Accumulator::default());
+}
+
+/// Counts one request of a key for the usage report. No host call.
+fn record_usage(digest: &Digest, kind: Kind, now_ns: u64) {
+    USAGE.with(|acc| {
+        if let Ok(mut acc) = acc.try_borrow_mut() {
+            acc.record(digest, kind, now_ns / 1_000_000_000);
+        }
+    });
+}
 
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RootFilter { active: None }) });
@@ -52,6 +73,15 @@ impl RootContext for RootFilter {
                     ),
                 );
                 self.active = Some(Rc::new(active));
+                // Every worker (and the main thread, which has nothing to
+                // flush) adds its usage counts to shared data on this tick.
+                let period = Duration::from_secs(usage::FLUSH_INTERVAL_SECS);
+                if hostcalls::set_tick_period(period).is_err() {
+                    host::log(
+                        LogLevel::Error,
+                        "rag-guard: cannot start the usage flush timer",
+                    );
+                }
                 true
             }
             Err(message) => {
@@ -62,6 +92,21 @@ impl RootContext for RootFilter {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        USAGE.with(|acc| {
+            let Ok(mut acc) = acc.try_borrow_mut() else {
+                return;
+            };
+            if acc.is_empty() {
+                return;
+            }
+            let report = usage::flush(&HostStore, &mut acc);
+            if let Some(active) = &self.active {
+                active.metrics.count_cas_retries(report.cas_retries);
+            }
+        });
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -78,17 +123,21 @@ impl RootContext for RootFilter {
 }
 
 /// Parses the configuration and creates the shared-data entries it needs
-/// (bucket per key, failed-auth table), leaving existing ones as they are.
+/// (state and usage entry per key, failed-auth table), leaving existing ones
+/// as they are.
 fn configure(size: usize) -> Result<(Active, usize), String> {
     let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
         .map_err(|s| format!("cannot read the plugin configuration ({s:?})"))?
         .unwrap_or_default();
     let config = config::parse(&bytes).map_err(|e| e.to_string())?;
-    let buckets = rate_limiter::ensure_buckets(&HostStore, config.keys.iter().map(|k| &k.sha256))
-        .map_err(|e| format!("cannot create rate-limit buckets: {e}"))?;
+    let digests = || config.keys.iter().map(|k| &k.sha256);
+    let buckets = key_state::ensure_entries(&HostStore, digests())
+        .map_err(|e| format!("cannot create per-key state entries: {e}"))?
+        + usage::ensure_entries(&HostStore, digests())
+            .map_err(|e| format!("cannot create usage entries: {e}"))?;
     let slots = failed_auth::ensure_table(&HostStore)
         .map_err(|e| format!("cannot create the failed-auth table: {e}"))?;
-    let metrics = Metrics::define().map_err(|s| format!("cannot define metrics ({s:?})"))?;
+    let metrics = Metrics::define(&config).map_err(|s| format!("cannot define metrics ({s:?})"))?;
     let active = Active {
         config,
         metrics,
@@ -113,6 +162,10 @@ struct PendingBody {
     /// Bytes buffered so far.
     size: usize,
     event: SecurityEvent,
+    /// The authenticated key (for usage and per-key metrics) and the
+    /// request's time.
+    key: Option<Digest>,
+    now_ns: u64,
 }
 
 impl Context for RequestFilter {}
@@ -130,6 +183,7 @@ impl HttpContext for RequestFilter {
         let (mut authority, mut path, mut method) = (None, &b""[..], &b""[..]);
         let (mut content_type, mut content_length) = (None, None);
         let mut api_keys: Vec<&[u8]> = Vec::new();
+        let mut admin_secrets: Vec<&[u8]> = Vec::new();
         let mut has_identity_headers = false;
         for (name, value) in &headers {
             match name.as_str() {
@@ -139,6 +193,7 @@ impl HttpContext for RequestFilter {
                 "content-type" => content_type = Some(value.as_slice()),
                 "content-length" => content_length = Some(value.as_slice()),
                 KEY_NAME_HEADER | KEY_TIER_HEADER | FLAGS_HEADER => has_identity_headers = true,
+                SECRET_HEADER => admin_secrets.push(value.as_slice()),
                 n if n == active.config.api_key_header => api_keys.push(value.as_slice()),
                 _ => {}
             }
@@ -149,22 +204,31 @@ impl HttpContext for RequestFilter {
             method,
             api_keys: &api_keys,
             client_ip: None,
+            admin_secrets: &admin_secrets,
         };
         // Host calls for the address, the clock and shared data only when
         // the decision needs them.
+        let mut now_ns = 0;
         let decision = match admission::decide_early(&active.config, &request) {
             Some(early) => early,
             None => {
                 let Some(now) = host::now_unix_nanos() else {
                     return refuse(&active, Outcome::Unavailable);
                 };
+                now_ns = now;
                 request.client_ip =
                     host::source_address().and_then(|raw| parse_source_address(&raw));
                 admission::decide(&active.config, &request, &HostStore, now)
             }
         };
-        active.metrics.count(decision.outcome);
-        log_event(&active, &decision, &request);
+        count_decision(&active, &decision);
+        log_event(&active, &decision, &request, now_ns);
+        let usage_key = decision.forwarded_identity().map(|k| k.sha256);
+        if let Some(key) = decision.key {
+            if decision.outcome.decision() == "rate_limited" {
+                record_usage(&key.sha256, Kind::RateLimited, now_ns);
+            }
+        }
 
         if decision.reply.is_some() {
             send_reply(Some(&active), decision.reply);
@@ -178,6 +242,9 @@ impl HttpContext for RequestFilter {
         if !api_keys.is_empty() {
             applied =
                 applied.and_then(|_| host::set_request_header(&active.config.api_key_header, None));
+        }
+        if !admin_secrets.is_empty() {
+            applied = applied.and_then(|_| host::set_request_header(SECRET_HEADER, None));
         }
         if identity.is_some() || has_identity_headers {
             applied = applied
@@ -197,6 +264,9 @@ impl HttpContext for RequestFilter {
         // Inspected routes: nothing goes upstream until the body is checked.
         let inspection = &active.config.body_inspection;
         let Some(route_index) = inspection.route_index(method, path) else {
+            if let Some(key) = &usage_key {
+                record_usage(key, Kind::Admitted, now_ns);
+            }
             return Action::Continue;
         };
         let route = &inspection.routes[route_index];
@@ -204,19 +274,22 @@ impl HttpContext for RequestFilter {
             event: "validation_failed",
             ..request_event(&decision, &request)
         };
+        let pending = PendingBody {
+            route: route_index,
+            size: 0,
+            event,
+            key: usage_key,
+            now_ns,
+        };
         if let Err(rejection) = inspection.check_headers(route, content_type, content_length) {
-            reject_body(&active, rejection, event, &self.response_headers);
+            reject_body(&active, rejection, &pending, &self.response_headers);
             return Action::Pause;
         }
         if end_of_stream {
             // No body at all: judged as an empty one.
-            return self.finish_body(&active, route_index, &[], event);
+            return self.finish_body(&active, pending, &[]);
         }
-        self.pending = Some(PendingBody {
-            route: route_index,
-            size: 0,
-            event,
-        });
+        self.pending = Some(pending);
         Action::Pause
     }
 
@@ -230,9 +303,9 @@ impl HttpContext for RequestFilter {
             return refuse_body(&active);
         };
         if let Some(rejection) = inspection.over_limit(route, body_size) {
-            let event = pending.event.clone();
-            self.pending = None;
-            reject_body(&active, rejection, event, &self.response_headers);
+            if let Some(pending) = self.pending.take() {
+                reject_body(&active, rejection, &pending, &self.response_headers);
+            }
             return Action::Pause;
         }
         if !end_of_stream {
@@ -278,22 +351,29 @@ impl RequestFilter {
             Ok(body) => body,
             Err(_) => return refuse_body(active),
         };
-        self.finish_body(active, pending.route, &body, pending.event)
+        self.finish_body(active, pending, &body)
     }
 
     /// Judges a complete body: forward (with report-only flags) or reject.
-    fn finish_body(
-        &mut self,
-        active: &Active,
-        route: usize,
-        body: &[u8],
-        event: SecurityEvent,
-    ) -> Action {
+    fn finish_body(&mut self, active: &Active, pending: PendingBody, body: &[u8]) -> Action {
         let inspection = &active.config.body_inspection;
-        let Some(route) = inspection.routes.get(route) else {
+        let Some(route) = inspection.routes.get(pending.route) else {
             return refuse_body(active);
         };
-        match inspection.inspect(route, body) {
+        let started = host::now_unix_nanos();
+        let verdict = inspection.inspect(route, body);
+        if let (Some(start), Some(end)) = (started, host::now_unix_nanos()) {
+            active
+                .metrics
+                .record_inspection_us(end.saturating_sub(start) / 1000);
+        }
+        if !matches!(verdict, BodyVerdict::Reject(_)) {
+            if let Some(key) = &pending.key {
+                record_usage(key, Kind::Admitted, pending.now_ns);
+            }
+        }
+        let event = pending.event.clone();
+        match verdict {
             BodyVerdict::Pass { flags } if flags.is_empty() => Action::Continue,
             BodyVerdict::Pass { flags } => {
                 // One event per match: field, category and rule id.
@@ -316,7 +396,7 @@ impl RequestFilter {
                 Action::Continue
             }
             BodyVerdict::Reject(rejection) => {
-                reject_body(active, rejection, event, &self.response_headers);
+                reject_body(active, rejection, &pending, &self.response_headers);
                 Action::Pause
             }
         }
@@ -341,12 +421,17 @@ fn request_event(decision: &Decision<'_>, request: &RequestView<'_>) -> Security
 fn reject_body(
     active: &Active,
     rejection: Rejection,
-    event: SecurityEvent,
+    pending: &PendingBody,
     rate_headers: &[(&'static str, String)],
 ) {
-    active
-        .metrics
-        .count_rejection(rejection.reason, rejection.category);
+    active.metrics.count_rejection(&rejection);
+    if let Some(digest) = &pending.key {
+        record_usage(digest, Kind::Rejected, pending.now_ns);
+        if let Some(key) = active.config.keys.get(digest) {
+            active.metrics.count_key(key, "invalid_input");
+        }
+    }
+    let event = pending.event.clone();
     let event = SecurityEvent {
         reason: rejection.reason,
         status: Some(rejection.status),
@@ -411,28 +496,107 @@ fn send_reply(active: Option<&Active>, reply: Option<LocalReply>) {
     }
 }
 
-fn log_event(active: &Active, decision: &Decision<'_>, request: &RequestView<'_>) {
-    let (event, level, limit) = match decision.outcome {
+/// Request metrics: the decision, the key's decision, leak detections and
+/// lost CAS races.
+fn count_decision(active: &Active, decision: &Decision<'_>) {
+    let metrics = &active.metrics;
+    metrics.count(decision.outcome);
+    if let (Some(key), Some(d)) = (decision.key, metrics::key_decision(decision.outcome)) {
+        metrics.count_key(key, d);
+    }
+    if let (Some(key), Some(leak)) = (decision.key, decision.leak) {
+        metrics.count_leak(key, leak.action.as_str());
+    }
+    metrics.count_cas_retries(decision.cas_retries);
+}
+
+fn log_at(severity: Severity, event: &SecurityEvent) {
+    let level = match severity {
+        Severity::Info => LogLevel::Info,
+        Severity::Warn => LogLevel::Warn,
+        Severity::Error => LogLevel::Error,
+    };
+    host::log(level, &event.to_json());
+}
+
+/// Logs the request's event, then the events the decision produced.
+/// `now_ns` is when the decision started (0 for the early ones).
+fn log_event(active: &Active, decision: &Decision<'_>, request: &RequestView<'_>, now_ns: u64) {
+    for (severity, event) in &decision.events {
+        log_at(*severity, event);
+    }
+    if let (Some(key), Some(leak)) = (decision.key, decision.leak) {
+        let detected = SecurityEvent {
+            event: "key_leak_detected",
+            reason: "too_many_addresses",
+            addresses: Some(leak.distinct),
+            window_secs: Some(active.config.leak_detection.window_secs),
+            action: Some(leak.action.as_str()),
+            ..request_event(decision, request)
+        };
+        log_at(Severity::Error, &detected);
+        if decision.outcome == Outcome::RevokedKey(RevokedBy::LeakDetection) {
+            let revoked = SecurityEvent {
+                by: Some(RevokedBy::LeakDetection.as_str()),
+                ..crate::admin_api::key_event(
+                    "key_revoked",
+                    key,
+                    RevokedBy::LeakDetection.as_str(),
+                    request.client_ip,
+                )
+            };
+            log_at(Severity::Error, &revoked);
+        }
+    }
+    let (event, severity, limit) = match decision.outcome {
         Outcome::Public => return,
         Outcome::Allowed | Outcome::RateLimitStatus if !active.info_enabled => return,
-        Outcome::Allowed | Outcome::RateLimitStatus => ("auth_success", LogLevel::Info, None),
-        Outcome::HostRejected => ("host_rejected", LogLevel::Warn, None),
-        Outcome::AuthBlocked => ("rate_limited", LogLevel::Warn, Some("failed_auth")),
-        Outcome::RateLimited(kind) => ("rate_limited", LogLevel::Warn, Some(kind.as_str())),
-        Outcome::RateLimitContention => ("rate_limited", LogLevel::Warn, Some("contention")),
-        Outcome::Unavailable => ("auth_failure", LogLevel::Error, None),
+        Outcome::Allowed | Outcome::RateLimitStatus => ("auth_success", Severity::Info, None),
+        Outcome::Admin(status) => {
+            let status_code = decision.reply.as_ref().map_or(0, |r| r.status);
+            let admin_request = crate::admin_api::AdminRequest {
+                method: request.method,
+                path: request.path,
+                secrets: &[],
+                client_ip: request.client_ip,
+            };
+            let event = crate::admin_api::access_event(&admin_request, status, status_code);
+            let severity = if status == crate::admin_api::AdminStatus::Ok {
+                Severity::Info
+            } else {
+                Severity::Warn
+            };
+            log_at(severity, &event);
+            return;
+        }
+        Outcome::HostRejected => ("host_rejected", Severity::Warn, None),
+        Outcome::AuthBlocked => ("rate_limited", Severity::Warn, Some("failed_auth")),
+        Outcome::RateLimited(kind) => ("rate_limited", Severity::Warn, Some(kind.as_str())),
+        Outcome::RateLimitContention => ("rate_limited", Severity::Warn, Some("contention")),
+        Outcome::Unavailable => ("auth_failure", Severity::Error, None),
         Outcome::MissingKey
         | Outcome::MultipleKeys
         | Outcome::InvalidKey
         | Outcome::ExpiredKey
-        | Outcome::DisabledKey => ("auth_failure", LogLevel::Warn, None),
+        | Outcome::DisabledKey
+        | Outcome::RevokedKey(_) => ("auth_failure", Severity::Warn, None),
+    };
+    let duration_us = match (event, host::now_unix_nanos()) {
+        ("auth_success", Some(end)) if now_ns > 0 => Some(end.saturating_sub(now_ns) / 1000),
+        _ => None,
+    };
+    let by = match decision.outcome {
+        Outcome::RevokedKey(by) => Some(by.as_str()),
+        _ => None,
     };
     let event = SecurityEvent {
         event,
         reason: decision.outcome.as_str(),
         status: decision.reply.as_ref().map(|r| r.status),
         limit,
+        duration_us,
+        by,
         ..request_event(decision, request)
     };
-    host::log(level, &event.to_json());
+    log_at(severity, &event);
 }

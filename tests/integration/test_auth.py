@@ -185,19 +185,19 @@ def test_events_name_keys_but_never_log_them(envoy):
 
 
 def test_counters_by_outcome(envoy):
-    before = stat(envoy, "wasmcustom.rag_guard.requests.invalid_key")
-    allowed = stat(envoy, "wasmcustom.rag_guard.requests.allowed")
-    public = stat(envoy, "wasmcustom.rag_guard.requests.public")
+    invalid_name = "wasmcustom.rag_guard.requests.decision.invalid.reason.invalid_key"
+    allowed_name = "wasmcustom.rag_guard.requests.decision.allowed.reason.none"
+    public_name = "wasmcustom.rag_guard.requests.decision.public.reason.none"
+    before = stat(envoy, invalid_name)
+    allowed = stat(envoy, allowed_name)
+    public = stat(envoy, public_name)
     for _ in range(3):
         request(envoy.port, path="/query", headers=[("X-API-Key", "rag_wrong")])
         request(envoy.port, path="/echo/x", headers=[("X-API-Key", KEYS["good"])])
         request(envoy.port, path="/health")
-    assert stat(envoy, "wasmcustom.rag_guard.requests.invalid_key") == before + 3
-    assert stat(envoy, "wasmcustom.rag_guard.requests.allowed") == allowed + 3
-    assert stat(envoy, "wasmcustom.rag_guard.requests.public") == public + 3
-    prom = request(envoy.admin_port, path="/stats/prometheus").body.decode()
-    assert re.search(r'^rag_guard_requests\{outcome="invalid_key"\} \d+', prom, re.MULTILINE), prom[:2000]
-    assert re.search(r'^rag_guard_requests\{outcome="allowed"\} \d+', prom, re.MULTILINE)
+    assert stat(envoy, invalid_name) == before + 3
+    assert stat(envoy, allowed_name) == allowed + 3
+    assert stat(envoy, public_name) == public + 3
 
 
 def stat(envoy, name: str) -> int:

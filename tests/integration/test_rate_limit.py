@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 
 import pytest
@@ -216,8 +217,10 @@ def test_rate_limited_events_name_key_limit_and_ip(rl_envoy):
     assert any(e["key_name"] == "rl-m5" and e["limit"] == "minute" and e["ip"] == "127.0.0.1"
                and e["status"] == 429 for e in events), events[:5]
     prom = request(rl_envoy.admin_port, path="/stats/prometheus").body.decode()
-    assert 'rag_guard_requests{outcome="rate_limited_burst"}' in prom
-    assert 'rag_guard_requests{outcome="rate_limited_minute"}' in prom
+    assert re.search(r'^rag_guard_requests\{decision="rate_limited",reason="burst"\} [1-9]', prom, re.M)
+    assert re.search(r'^rag_guard_requests\{decision="rate_limited",reason="minute"\} [1-9]', prom, re.M)
+    assert re.search(r'^rag_guard_key_requests\{key="rl-m5",tier="[\w-]+",decision="rate_limited"\} [1-9]',
+                     prom, re.M), [line for line in prom.splitlines() if "key_requests" in line]
 
 
 def slot_of(ipv4: str) -> int:

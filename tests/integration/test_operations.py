@@ -1,0 +1,318 @@
+"""Operating rag-guard through a live Envoy with 2 workers: the admin API
+(secret handling, key listing, runtime revoke/restore seen by every worker
+and kept across a listener reload, usage counts), leaked-key detection with
+automatic revocation, and the labelled Prometheus metrics."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import http.client
+import json
+import re
+import time
+
+import pytest
+
+from client import request
+from conftest import KEYS, base_plugin_config, digest
+from test_rate_limit import worker_connections
+
+import stack
+
+ADMIN_SECRET = "rag-admin-secret-for-tests-0000000000000"
+ADMIN = [("x-admin-secret", ADMIN_SECRET)]
+P = "/rag-guard/admin/"
+
+OPS_KEYS = {
+    "ops-revoke": "rag_ops-revoke-key-00000000000000000000000000000",
+    "ops-usage": "rag_ops-usage-key-000000000000000000000000000000",
+    "ops-leak": "rag_ops-leak-key-0000000000000000000000000000000",
+    "ops-office": "rag_ops-office-key-00000000000000000000000000000",
+    "ops-soon": "rag_ops-soon-key-0000000000000000000000000000000",
+}
+OFFICE_RANGE = "127.0.11.0/24"
+FAILURES_PER_MINUTE = 20
+
+
+def ops_config(**overrides) -> dict:
+    cfg = base_plugin_config(**overrides)
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 86400))
+    for name, key in OPS_KEYS.items():
+        entry = {"name": name, "sha256": digest(key)}
+        if name == "ops-usage":
+            entry["tier"] = "tiny"
+        if name == "ops-soon":
+            entry["expires_at"] = soon
+        cfg["keys"].append(entry)
+    # burst 5, then one token every 2 s
+    cfg["tiers"]["tiny"] = {"per_minute": 30, "per_hour": 1000, "burst": 5}
+    cfg["admin"] = {"secret_sha256": hashlib.sha256(ADMIN_SECRET.encode()).hexdigest()}
+    cfg["failed_auth"] = {"per_minute": FAILURES_PER_MINUTE}
+    cfg["leak_detection"] = {"allowlist": [OFFICE_RANGE]}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def ops(stacks):
+    return stacks.envoy(ops_config(), name="ops", concurrency=2)
+
+
+def admin(envoy, method: str, path: str, source: str | None = None):
+    return request(envoy.port, method, P + path, headers=ADMIN, source=source)
+
+
+def key_row(envoy, name: str) -> dict:
+    resp = admin(envoy, "GET", "keys")
+    assert resp.status == 200, resp.body
+    return next(k for k in resp.json()["keys"] if k["name"] == name)
+
+
+def use(envoy, key: str, source: str | None = None, path: str = "/echo/x"):
+    return request(envoy.port, path=path, headers=[("X-API-Key", key)], source=source)
+
+
+def events(envoy, name: str) -> list[dict]:
+    return [json.loads(line.split("rag_guard: ", 1)[1]) for line in envoy.log().splitlines()
+            if f'"event":"{name}"' in line]
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- admin API access -------------------------------------------------------
+
+def test_admin_secret_right_wrong_missing_and_in_query(ops):
+    ok = admin(ops, "GET", "keys")
+    assert ok.status == 200
+    assert ok.header("cache-control") == "no-store"
+    assert ok.header("x-content-type-options") == "nosniff"
+    names = {k["name"] for k in ok.json()["keys"]}
+    assert names >= set(OPS_KEYS)
+    text = ok.body.decode()
+    for key in list(KEYS.values()) + list(OPS_KEYS.values()):
+        assert key not in text and digest(key) not in text  # no keys, no full digests
+
+    wrong = request(ops.port, path=P + "keys", headers=[("x-admin-secret", "nope")], source="127.0.20.1")
+    assert (wrong.status, wrong.json()) == (403, {"detail": "Forbidden"})
+    missing = request(ops.port, path=P + "keys", source="127.0.20.2")
+    assert missing.status == 403
+    in_query = request(ops.port, path=P + "keys?admin_secret=" + ADMIN_SECRET, headers=ADMIN,
+                       source="127.0.20.3")
+    assert in_query.status == 400
+    assert "header" in in_query.json()["detail"]
+    # Never forwarded: the upstream's echo shape is absent.
+    assert "headers" not in wrong.json() and "headers" not in in_query.json()
+    log = ops.log()
+    assert ADMIN_SECRET not in log
+    access = events(ops, "admin_access")
+    assert {(e["reason"], e["status"]) for e in access} >= {("ok", 200), ("denied", 403), ("query_secret", 400)}
+
+
+def test_wrong_secrets_are_limited_like_failed_keys(ops):
+    source = "127.0.21.1"
+    n = FAILURES_PER_MINUTE
+    statuses = [request(ops.port, path=P + "keys", headers=[("x-admin-secret", f"guess-{i}")],
+                        source=source).status for i in range(n + 2)]
+    assert statuses[:n] == [403] * n and statuses[n:] == [429, 429], statuses
+    # The right secret from that address is blocked too, until the budget refills.
+    assert request(ops.port, path=P + "keys", headers=ADMIN, source=source).status == 429
+    assert admin(ops, "GET", "keys").status == 200  # other addresses are unaffected
+
+
+def test_no_admin_section_answers_404(envoy):
+    resp = request(envoy.port, path=P + "keys", headers=ADMIN)
+    assert resp.status == 404
+    assert "headers" not in resp.json()
+
+
+def test_expiring_keys(ops):
+    soon = admin(ops, "GET", "keys/expiring?days=7").json()["keys"]
+    assert [k["name"] for k in soon] == ["ops-soon"]
+    assert admin(ops, "GET", "keys/expiring?days=1").json()["keys"] == []
+    assert admin(ops, "GET", "keys/expiring?days=abc").status == 400
+
+
+# -- runtime revocation ------------------------------------------------------
+
+def keepalive_connections(envoy, count: int, source: str) -> list[http.client.HTTPConnection]:
+    conns = []
+    for _ in range(count):
+        c = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=10, source_address=(source, 0))
+        c.connect()
+        conns.append(c)
+    return conns
+
+
+def get_on(conn: http.client.HTTPConnection, key: str) -> int:
+    conn.request("GET", "/echo/x", headers={"X-API-Key": key})
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status
+
+
+def test_revoke_then_restore_is_seen_by_both_workers_at_once(ops):
+    key = OPS_KEYS["ops-revoke"]
+    before = worker_connections(ops)
+    conns = keepalive_connections(ops, 8, source="127.0.22.1")
+    try:
+        assert [get_on(c, key) for c in conns] == [200] * 8
+        after = worker_connections(ops)
+        assert all(a > b for a, b in zip(after, before)), (before, after)  # both workers hold some
+
+        resp = admin(ops, "POST", "keys/ops-revoke/revoke")
+        assert resp.status == 200
+        body = resp.json()
+        assert body["runtime_override"] is True and body["changed"] is True
+        assert body["config_change"] == {"keys": [{"name": "ops-revoke", "enabled": False}]}
+        assert "restart" in body["note"]
+        # The same connections, on both workers, refuse the key right away.
+        assert [get_on(c, key) for c in conns] == [403] * 8
+        assert use(ops, key).json() == {"detail": "API key revoked"}
+        row = key_row(ops, "ops-revoke")
+        assert (row["status"], row["revoked_by"], row["runtime_override"]) == ("revoked", "admin", True)
+
+        assert admin(ops, "POST", "keys/ops-revoke/restore").json()["changed"] is True
+        assert [get_on(c, key) for c in conns] == [200] * 8
+        assert key_row(ops, "ops-revoke")["status"] == "active"
+    finally:
+        for c in conns:
+            c.close()
+    revoked = [e for e in events(ops, "key_revoked") if e.get("key_name") == "ops-revoke"]
+    restored = [e for e in events(ops, "key_restored") if e.get("key_name") == "ops-revoke"]
+    assert revoked and revoked[0]["by"] == "admin" and restored
+    assert admin(ops, "POST", "keys/nobody/revoke").status == 404
+    assert admin(ops, "GET", "keys/ops-revoke/revoke").status == 405
+
+
+def test_revocation_survives_a_listener_reload(tmp_path, upstream):
+    cfg = stack.render_envoy_config(ops_config(), listen_port=stack.free_port(),
+                                    admin_port=stack.free_port(), upstream=("127.0.0.1", upstream))
+    listener = cfg["static_resources"]["listeners"][0]
+    boot = stack.split_for_lds(cfg, tmp_path)
+    envoy = stack.start_envoy(boot, tmp_path, concurrency=2)
+    try:
+        key = OPS_KEYS["ops-revoke"]
+        assert use(envoy, key).status == 200
+        assert admin(envoy, "POST", "keys/ops-revoke/revoke").status == 200
+        # A new configuration (one more key) arrives through LDS.
+        changed = ops_config()
+        changed["keys"].append({"name": "added-later", "sha256": digest("rag_added-later-0000000000000000000")})
+        new = copy.deepcopy(listener)
+        wasm = new["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"]
+        wasm["configuration"]["value"] = json.dumps(changed)
+        before = stack.admin_stat(envoy, "listener_manager.lds.update_success")
+        stack.write_lds(new, tmp_path)
+        wait_for(lambda: stack.admin_stat(envoy, "listener_manager.lds.update_success") > before,
+                 what="LDS update")
+        names = {k["name"] for k in admin(envoy, "GET", "keys").json()["keys"]}
+        assert "added-later" in names  # the new configuration serves
+        for _ in range(6):
+            assert use(envoy, key).status == 403
+        assert key_row(envoy, "ops-revoke")["runtime_override"] is True
+        assert admin(envoy, "POST", "keys/ops-revoke/restore").status == 200
+        assert use(envoy, key).status == 200
+    finally:
+        envoy.stop()
+
+
+# -- usage -------------------------------------------------------------------
+
+def test_usage_counts_match_the_traffic_sent(ops):
+    key = OPS_KEYS["ops-usage"]  # tier tiny: burst 5, one token every 2 s
+    statuses = [use(ops, key).status for _ in range(8)]
+    assert statuses == [200] * 5 + [429] * 3, statuses
+    # A body refused by inspection has passed the limiter first: wait for a token.
+    time.sleep(2.2)
+    bad = request(ops.port, "POST", "/query", headers=[("X-API-Key", key), ("Content-Type", "application/json")],
+                  body=b'{"question": "x", "unknown": 1}')
+    assert bad.status == 400, bad.body
+
+    def usage_matches():
+        report = admin(ops, "GET", "usage?days=1").json()
+        row = next(k for k in report["keys"] if k["name"] == "ops-usage")
+        return row if row["totals"] == {"admitted": 5, "rate_limited": 3, "rejected": 1} else None
+
+    row = wait_for(usage_matches, what="usage flushed by every worker")
+    assert row["days"][0]["date"] == time.strftime("%Y-%m-%d", time.gmtime())
+    report = admin(ops, "GET", "usage?days=7").json()
+    assert len(report["keys"][0]["days"]) == 7
+    tiny = next(t for t in report["tiers"] if t["tier"] == "tiny")
+    assert tiny["totals"] == {"admitted": 5, "rate_limited": 3, "rejected": 1}
+    listed = key_row(ops, "ops-usage")
+    assert listed["request_count"] == 9
+    assert listed["last_used"] is not None
+
+
+# -- leaked keys ---------------------------------------------------------------
+
+def test_a_key_used_from_11_addresses_is_revoked(ops):
+    key = OPS_KEYS["ops-leak"]
+    for i in range(1, 11):
+        assert use(ops, key, source=f"127.0.10.{i}").status == 200, i
+    assert key_row(ops, "ops-leak")["addresses_in_window"] == 10
+    eleventh = use(ops, key, source="127.0.10.11")
+    assert (eleventh.status, eleventh.json()) == (403, {"detail": "API key revoked due to suspicious activity"})
+    # From then on, from anywhere, including the addresses that used it before.
+    assert use(ops, key, source="127.0.10.1").status == 403
+    assert use(ops, key).status == 403
+    row = key_row(ops, "ops-leak")
+    assert (row["status"], row["revoked_by"]) == ("revoked", "leak_detection")
+    detected = [e for e in events(ops, "key_leak_detected") if e.get("key_name") == "ops-leak"]
+    assert len(detected) == 1
+    assert detected[0]["addresses"] == 11 and detected[0]["action"] == "revoke"
+    assert detected[0]["window_secs"] == 300 and detected[0]["ip"] == "127.0.10.11"
+    assert "[error]" in next(line for line in ops.log().splitlines() if '"key_leak_detected"' in line)
+    prom = request(ops.admin_port, path="/stats/prometheus").body.decode()
+    assert re.search(r'^rag_guard_leak_detections\{key="ops-leak",action="revoke"\} 1$', prom, re.M)
+
+
+def test_an_allowlisted_range_does_not_trip_detection(ops):
+    key = OPS_KEYS["ops-office"]
+    for i in range(1, 31):
+        assert use(ops, key, source=f"127.0.11.{i}").status == 200, i
+    assert key_row(ops, "ops-office")["addresses_in_window"] == 0
+    assert not [e for e in events(ops, "key_leak_detected") if e.get("key_name") == "ops-office"]
+
+
+# -- metrics -------------------------------------------------------------------
+
+def test_prometheus_output_carries_the_labels(ops):
+    good = [("X-API-Key", KEYS["good"])]
+    use(ops, KEYS["good"])
+    request(ops.port, path="/echo/x")
+    request(ops.port, path="/echo/x", headers=[("X-API-Key", "rag_wrong")])
+    request(ops.port, "POST", "/query", headers=good + [("Content-Type", "application/json")],
+            body=b'{"question": "What is the refund policy?"}')
+    request(ops.port, "POST", "/query", headers=good + [("Content-Type", "application/json")],
+            body=b'{"question": "x\' UNION SELECT password FROM users --"}')
+
+    def scrape():
+        prom = request(ops.admin_port, path="/stats/prometheus").body.decode()
+        # Histograms reach the admin output at Envoy's stats flush (5 s).
+        return prom if re.search(r"^rag_guard_inspection_duration_us_count\{\} [1-9]", prom, re.M) else None
+
+    prom = wait_for(scrape, timeout=15, what="inspection histogram")
+    expected = [
+        r'rag_guard_requests\{decision="allowed",reason="none"\} [1-9]',
+        r'rag_guard_requests\{decision="unauthenticated",reason="missing_key"\} [1-9]',
+        r'rag_guard_requests\{decision="invalid",reason="invalid_key"\} [1-9]',
+        r'rag_guard_requests\{decision="invalid_input",reason="sql_injection"\} [1-9]',
+        r'rag_guard_requests\{decision="admin",reason="ok"\} [1-9]',
+        r'rag_guard_key_requests\{key="client-good",tier="free",decision="allowed"\} [1-9]',
+        r'rag_guard_key_requests\{key="client-good",tier="free",decision="invalid_input"\} [1-9]',
+        r'rag_guard_cas_retries\{\} \d+',
+        r'rag_guard_inspection_duration_us_bucket\{le="[\d.e+]+"\} \d+',
+    ]
+    for pattern in expected:
+        assert re.search("^" + pattern, prom, re.M), pattern
+    # No label-less leftovers: every rag_guard stat name was tagged.
+    leftovers = re.findall(r"^rag_guard_\w*_(?:decision|reason|key|tier|action|category)_\w*", prom, re.M)
+    assert not leftovers, leftovers[:5]
