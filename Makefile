@@ -47,10 +47,15 @@ envoy: venv
 
 # docker-compose (Debian's 1.29, a Python tool) parses and checks compose files
 # without a Docker engine.
+# promtool (Debian's prometheus package) checks the Prometheus config, the
+# alert rules (with their unit tests) and the dashboard's queries.
 deploy-tools:
 	@command -v docker-compose >/dev/null || { \
 	  echo "installing docker-compose from Debian (static compose checks)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+	@command -v promtool >/dev/null || { \
+	  echo "installing promtool from Debian (prometheus package: alert rule tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 run: build envoy
 	$(VENV)/bin/python scripts/run.py
@@ -63,7 +68,7 @@ unit:
 integration: build envoy
 	$(VENV)/bin/python -m pytest -q tests/integration
 
-deploy-check: wasm envoy deploy-tools
+deploy-check: wasm bins envoy deploy-tools
 	$(VENV)/bin/python scripts/check_deploy.py
 
 lint: wasm-target

@@ -40,6 +40,9 @@ OUT = stack.ROOT / "bench" / "results" / "limiter.md"
 
 def direct_response(cfg: dict) -> dict:
     cfg = copy.deepcopy(cfg)
+    # Only the API listener: no metrics listener (its port would clash
+    # between the Envoys of this benchmark).
+    del cfg["static_resources"]["listeners"][1:]
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]
     route.pop("route", None)

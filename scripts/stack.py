@@ -75,7 +75,22 @@ def render_envoy_config(
     cluster["type"] = "STATIC"
     sock = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
     sock["address"], sock["port_value"] = upstream
+    # The metrics listener (Prometheus's view of the admin API): a free
+    # loopback port, pointed at this Envoy's admin port.
+    for extra in cfg["static_resources"]["listeners"][1:]:
+        extra["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": free_port()}
+    for c in cfg["static_resources"]["clusters"]:
+        if c["name"] == "envoy_admin":
+            admin_sock = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+            admin_sock["port_value"] = admin_port
     return cfg
+
+
+def metrics_port(envoy: "Envoy") -> int:
+    """The port of the started Envoy's metrics listener."""
+    cfg = yaml.safe_load(envoy.config_path.read_text())
+    listener = next(x for x in cfg["static_resources"]["listeners"] if x["name"] == "metrics")
+    return listener["address"]["socket_address"]["port_value"]
 
 
 def free_port() -> int:

@@ -134,6 +134,8 @@ pub struct Config {
     /// The admin API; None: its prefix answers 404.
     pub admin: Option<AdminConfig>,
     pub leak_detection: LeakDetection,
+    /// Per-key usage bookkeeping (request counts, last use, per-day counts).
+    pub usage_enabled: bool,
 }
 
 /// The admin API: where it answers and the digest of its secret.
@@ -186,6 +188,21 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     leak_detection: RawLeakDetection,
+    #[serde(default)]
+    usage: RawUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsage {
+    #[serde(default = "default_enabled")]
+    enabled: bool,
+}
+
+impl Default for RawUsage {
+    fn default() -> Self {
+        RawUsage { enabled: true }
+    }
 }
 
 #[derive(Deserialize)]
@@ -364,6 +381,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             .map_err(|(field, message)| err(field, message))?,
         admin,
         leak_detection,
+        usage_enabled: raw.usage.enabled,
     })
 }
 

@@ -34,7 +34,10 @@ thread_local! {
 }
 
 /// Counts one request of a key for the usage report. No host call.
-fn record_usage(digest: &Digest, kind: Kind, now_ns: u64) {
+fn record_usage(active: &Active, digest: &Digest, kind: Kind, now_ns: u64) {
+    if !active.config.usage_enabled {
+        return;
+    }
     USAGE.with(|acc| {
         if let Ok(mut acc) = acc.try_borrow_mut() {
             acc.record(digest, kind, now_ns / 1_000_000_000);
@@ -226,7 +229,7 @@ impl HttpContext for RequestFilter {
         let usage_key = decision.forwarded_identity().map(|k| k.sha256);
         if let Some(key) = decision.key {
             if decision.outcome.decision() == "rate_limited" {
-                record_usage(&key.sha256, Kind::RateLimited, now_ns);
+                record_usage(&active, &key.sha256, Kind::RateLimited, now_ns);
             }
         }
 
@@ -265,7 +268,7 @@ impl HttpContext for RequestFilter {
         let inspection = &active.config.body_inspection;
         let Some(route_index) = inspection.route_index(method, path) else {
             if let Some(key) = &usage_key {
-                record_usage(key, Kind::Admitted, now_ns);
+                record_usage(&active, key, Kind::Admitted, now_ns);
             }
             return Action::Continue;
         };
@@ -369,7 +372,7 @@ impl RequestFilter {
         }
         if !matches!(verdict, BodyVerdict::Reject(_)) {
             if let Some(key) = &pending.key {
-                record_usage(key, Kind::Admitted, pending.now_ns);
+                record_usage(active, key, Kind::Admitted, pending.now_ns);
             }
         }
         let event = pending.event.clone();
@@ -426,7 +429,7 @@ fn reject_body(
 ) {
     active.metrics.count_rejection(&rejection);
     if let Some(digest) = &pending.key {
-        record_usage(digest, Kind::Rejected, pending.now_ns);
+        record_usage(active, digest, Kind::Rejected, pending.now_ns);
         if let Some(key) = active.config.keys.get(digest) {
             active.metrics.count_key(key, "invalid_input");
         }

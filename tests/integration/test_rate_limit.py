@@ -102,8 +102,9 @@ def worker_connections(envoy) -> list[int]:
 
     with urllib.request.urlopen(f"{envoy.admin_url}/stats?filter=worker_.*downstream_cx_total", timeout=5) as r:
         text = r.read().decode()
-    return [int(n) for n in re.findall(r"^listener\.127\.0\.0\.1_\d+\.worker_\d+\.downstream_cx_total: (\d+)$",
-                                       text, re.MULTILINE)]
+    # The API listener only (not the metrics listener).
+    pattern = rf"^listener\.127\.0\.0\.1_{envoy.port}\.worker_\d+\.downstream_cx_total: (\d+)$"
+    return [int(n) for n in re.findall(pattern, text, re.MULTILINE)]
 
 
 def test_burst_is_exact_under_concurrency(rl_envoy):
