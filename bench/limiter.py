@@ -8,7 +8,11 @@ measured by wrk (pinned to CPU 1) at saturation:
 - passthrough: the shipped config without the wasm filter;
 - rag-guard, public path: the filter runs, but no key check and no limiter;
 - rag-guard, authenticated: key digest + lookup, failed-auth table read,
-  bucket get + CAS (the limiter), rate-limit headers.
+  the key's entry get + CAS (revocation check, leak-detection window,
+  buckets), rate-limit headers, usage bookkeeping;
+- the same with usage bookkeeping switched off (`"usage": {"enabled":
+  false}`, a third Envoy): the difference is what the bookkeeping adds per
+  request.
 
 Each is measured REPEATS times in turn; the table gives the median and the
 spread (min-max) of requests/s, and the added cost per request relative to
@@ -90,6 +94,9 @@ def main() -> int:
     plain = without_wasm(base)
     plain["admin"]["address"]["socket_address"]["port_value"] = stack.free_port()
     plain["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = stack.free_port()
+    no_usage = direct_response(stack.render_envoy_config(
+        dict(plugin, usage={"enabled": False}), listen_port=stack.free_port(),
+        admin_port=stack.free_port(), upstream=("127.0.0.1", 9)))
 
     auth = [f"x-api-key: {KEY}"]
     scripts = Path(tempfile.mkdtemp(prefix="rag-guard-bench-"))
@@ -106,6 +113,7 @@ def main() -> int:
         ("passthrough (no filter)", "plain", "/health", [], None),
         ("rag-guard, public path", "guard", "/health", [], None),
         ("rag-guard, authenticated (key + limiter)", "guard", "/query", auth, None),
+        ("rag-guard, authenticated, usage bookkeeping off", "no-usage", "/query", auth, None),
         ("rag-guard, POST /query, 2,000-char question (+ inspection)", "guard", "/query", auth,
          str(scripts / "question.lua")),
         ("passthrough, POST 1 MB body", "plain", "/documents", [], str(scripts / "document.lua")),
@@ -116,7 +124,7 @@ def main() -> int:
     envoys = {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            for name, cfg in [("plain", plain), ("guard", base)]:
+            for name, cfg in [("plain", plain), ("guard", base), ("no-usage", no_usage)]:
                 # wasm:warning as in production: success events are not built.
                 envoys[name] = stack.start_envoy(cfg, Path(tmp) / name, concurrency=1,
                                                  wasm_log_level="warning")
@@ -144,13 +152,16 @@ def main() -> int:
         lines.append(f"| {name} | {rps:,.0f} | {min(rates[name]):,.0f}-{max(rates[name]):,.0f} | "
                      f"{added:+.1f} us |")
     auth_rps = statistics.median(rates[scenarios[2][0]])
+    no_usage_rps = statistics.median(rates[scenarios[3][0]])
     public = statistics.median(rates[scenarios[1][0]])
-    q = statistics.median(rates[scenarios[3][0]])
-    doc = statistics.median(rates[scenarios[5][0]])
-    doc_plain = statistics.median(rates[scenarios[4][0]])
+    q = statistics.median(rates[scenarios[4][0]])
+    doc = statistics.median(rates[scenarios[6][0]])
+    doc_plain = statistics.median(rates[scenarios[5][0]])
     summary = "\n".join([
         f"Authentication + limiter (authenticated GET minus public path): "
         f"{(1 / auth_rps - 1 / public) * 1e6:.1f} us per request.",
+        f"Usage bookkeeping (authenticated GET minus the same with usage off): "
+        f"{(1 / auth_rps - 1 / no_usage_rps) * 1e6:+.1f} us per request.",
         f"Inspection of a 2,000-character question (POST /query minus authenticated GET): "
         f"{(1 / q - 1 / auth_rps) * 1e6:.1f} us per request.",
         f"rag-guard on a 1 MB POST /documents (minus the same POST without the filter): "

@@ -795,6 +795,107 @@ mod tests {
         assert_eq!(decide(&c, &other, &store, NOW).outcome, Outcome::Allowed);
     }
 
+    #[test]
+    fn admin_paths_skip_key_checks_and_wrong_secrets_count_as_failures() {
+        let admin = format!(
+            r#", "admin": {{"secret_sha256": "{}"}}"#,
+            sha256_hex(b"adm")
+        );
+        let c = config_with(&admin);
+        let store = store_for(&c);
+        let host = Some("api.example.com");
+        let req = view(&[], "/rag-guard/admin/keys", host);
+        assert!(
+            decide_early(&c, &req).is_none(),
+            "admin requests need the store"
+        );
+        let right: [&[u8]; 1] = [b"adm"];
+        let ok = decide(
+            &c,
+            &RequestView {
+                admin_secrets: &right,
+                ..req
+            },
+            &store,
+            NOW,
+        );
+        assert_eq!(ok.outcome, Outcome::Admin(AdminStatus::Ok));
+        assert_eq!(ok.reply.unwrap().status, 200);
+        let wrong: [&[u8]; 1] = [b"guess"];
+        for _ in 0..10 {
+            let d = decide(
+                &c,
+                &RequestView {
+                    admin_secrets: &wrong,
+                    ..req
+                },
+                &store,
+                NOW,
+            );
+            assert_eq!(d.outcome, Outcome::Admin(AdminStatus::Denied));
+        }
+        let d = decide(
+            &c,
+            &RequestView {
+                admin_secrets: &right,
+                ..req
+            },
+            &store,
+            NOW,
+        );
+        assert_eq!(d.outcome, Outcome::AuthBlocked);
+        // Host checks come first, for the admin API too.
+        let elsewhere = view(&[], "/rag-guard/admin/keys", Some("evil.example"));
+        assert_eq!(
+            decide_early(&c, &elsewhere).unwrap().outcome,
+            Outcome::HostRejected
+        );
+    }
+
+    #[test]
+    fn runtime_revocation_refuses_with_403_and_counts_as_a_failure() {
+        let c = config_with("");
+        let store = store_for(&c);
+        let good = c.keys.get(&sha256(b"k-good")).unwrap();
+        crate::key_state::revoke(&store, &good.sha256, RevokedBy::Admin, 1).unwrap();
+        let req = view(&[b"k-good"], "/query", Some("api.example.com"));
+        let d = decide(&c, &req, &store, NOW);
+        assert_eq!(d.outcome, Outcome::RevokedKey(RevokedBy::Admin));
+        assert_eq!(d.key.unwrap().name, "good");
+        let reply = d.reply.unwrap();
+        assert_eq!(
+            (reply.status, reply.detail().unwrap().as_str()),
+            (403, "API key revoked")
+        );
+        // The status endpoint is refused the same way.
+        let status = view(&[b"k-good"], "/rate-limit/status", Some("api.example.com"));
+        assert_eq!(
+            decide(&c, &status, &store, NOW).outcome,
+            Outcome::RevokedKey(RevokedBy::Admin)
+        );
+        for _ in 0..8 {
+            decide(&c, &req, &store, NOW);
+        }
+        assert_eq!(decide(&c, &req, &store, NOW).outcome, Outcome::AuthBlocked);
+    }
+
+    #[test]
+    fn the_request_that_trips_leak_detection_is_refused_and_carries_the_trip() {
+        let c = config_with("");
+        let store = store_for(&c);
+        let mut req = view(&[b"k-good"], "/query", Some("api.example.com"));
+        for i in 1..=10 {
+            req.client_ip = Some(format!("198.51.100.{i}").parse().unwrap());
+            let d = decide(&c, &req, &store, NOW);
+            assert_eq!((d.outcome, d.leak), (Outcome::Allowed, None));
+        }
+        req.client_ip = Some("198.51.100.11".parse().unwrap());
+        let d = decide(&c, &req, &store, NOW);
+        assert_eq!(d.outcome, Outcome::RevokedKey(RevokedBy::LeakDetection));
+        assert_eq!(d.leak.map(|l| l.distinct), Some(11));
+        assert_eq!(d.reply.unwrap().status, 403);
+    }
+
     struct BrokenStore;
     impl SharedStore for BrokenStore {
         fn get(&self, _: &str) -> Result<Option<Versioned>, StoreError> {
