@@ -3,6 +3,7 @@ Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ def test_run_prints_a_working_curl_and_stops_on_ctrl_c():
     env = dict(os.environ,
                RUN_LISTEN_PORT=str(stack.free_port()),
                RUN_ADMIN_PORT=str(stack.free_port()),
+               RUN_METRICS_PORT=str(stack.free_port()),
                RUN_UPSTREAM_PORT=str(stack.free_port()))
     proc = subprocess.Popen([sys.executable, str(stack.ROOT / "scripts" / "run.py")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -49,6 +51,13 @@ def test_run_prints_a_working_curl_and_stops_on_ctrl_c():
                              capture_output=True, text=True, timeout=30).stdout
         assert out.rstrip().endswith("200"), out
         assert "refund policy" in out
+        # The printed admin and metrics lines work too.
+        admin_line = next(line.strip() for line in lines if "x-admin-secret" in line)
+        keys = subprocess.run(["bash", "-c", admin_line], capture_output=True, text=True, timeout=30).stdout
+        assert [k["name"] for k in json.loads(keys)["keys"]] == ["demo"], keys
+        metrics_line = next(line.strip() for line in lines if "/stats/prometheus" in line and "curl" in line)
+        prom = subprocess.run(["bash", "-c", metrics_line], capture_output=True, text=True, timeout=30).stdout
+        assert "rag_guard_requests{" in prom
         pids = children_of(proc.pid)
         assert len(pids) == 2, pids  # demo upstream and Envoy
     finally:
