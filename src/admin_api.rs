@@ -118,6 +118,27 @@ pub fn handle(
     store: &dyn SharedStore,
     now_ns: u64,
 ) -> AdminAnswer {
+    let mut answer = answer_inner(config, req, store, now_ns);
+    if !answer
+        .reply
+        .headers
+        .iter()
+        .any(|(n, _)| *n == "cache-control")
+    {
+        answer
+            .reply
+            .headers
+            .push(("cache-control", "no-store".to_string()));
+    }
+    answer
+}
+
+fn answer_inner(
+    config: &Config,
+    req: &AdminRequest<'_>,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> AdminAnswer {
     let answer = |status, reply| AdminAnswer {
         status,
         reply,
@@ -502,9 +523,10 @@ fn revoke(
         "revoked_at": rfc3339(revocation.at_secs),
         "changed": changed,
         "runtime_override": true,
-        "note": "Runtime revocation: every worker refuses this key from now on, across configuration \
-                 and VM reloads, but an Envoy restart forgets it. Make it permanent with the \
-                 configuration change below (or remove the key).",
+        "note": "Runtime revocation: every worker of this Envoy process refuses this key from now on, \
+                 across configuration and VM reloads, but an Envoy restart forgets it, and other Envoy \
+                 replicas need the same call. Make it permanent with the configuration change below \
+                 (or remove the key).",
         "config_change": {"keys": [{"name": entry.name, "enabled": false}]},
     });
     Ok((body, events))

@@ -144,7 +144,10 @@ impl Outcome {
         }
     }
 
-    /// Failed authentications: counted against the client's address.
+    /// Failed authentications: counted against the client's address. A key
+    /// revoked at runtime is not: after a leak-detection false positive its
+    /// owner's addresses (an office NAT) must not be locked out for every
+    /// key.
     pub fn is_auth_failure(self) -> bool {
         matches!(
             self,
@@ -153,7 +156,6 @@ impl Outcome {
                 | Outcome::InvalidKey
                 | Outcome::ExpiredKey
                 | Outcome::DisabledKey
-                | Outcome::RevokedKey(_)
         )
     }
 
@@ -388,9 +390,11 @@ pub fn decide<'c>(
     let path = crate::public_paths::path_only(req.path);
     if req.method == b"GET" && path == config.rate_limit_status_path.as_bytes() {
         return match rate_limiter::peek(store, digest, &entry.limits, now_ns) {
-            Ok(Some((Some(revocation), _))) => {
-                failed(Outcome::RevokedKey(revocation.by), key_id.clone())
-            }
+            Ok(Some((Some(revocation), _))) => Decision {
+                key,
+                key_id: key_id.clone(),
+                ..Decision::of(Outcome::RevokedKey(revocation.by))
+            },
             Ok(Some((None, views))) => {
                 let body = rate_limit_headers::status_body(&entry.name, &entry.tier, &views);
                 let headers = rate_limit_headers::headers(&entry.limits, &views);
@@ -440,7 +444,11 @@ pub fn decide<'c>(
             d.leak = leak;
             d
         }
-        Spend::Revoked(revocation) => failed(Outcome::RevokedKey(revocation.by), key_id.clone()),
+        Spend::Revoked(revocation) => Decision {
+            key,
+            key_id: key_id.clone(),
+            ..Decision::of(Outcome::RevokedKey(revocation.by))
+        },
         Spend::LeakRevoked(trip) => {
             // The request that trips detection is refused with the rest.
             let mut d = decision(
@@ -853,7 +861,7 @@ mod tests {
     }
 
     #[test]
-    fn runtime_revocation_refuses_with_403_and_counts_as_a_failure() {
+    fn runtime_revocation_refuses_with_403_without_blocking_the_address() {
         let c = config_with("");
         let store = store_for(&c);
         let good = c.keys.get(&sha256(b"k-good")).unwrap();
@@ -873,10 +881,15 @@ mod tests {
             decide(&c, &status, &store, NOW).outcome,
             Outcome::RevokedKey(RevokedBy::Admin)
         );
-        for _ in 0..8 {
-            decide(&c, &req, &store, NOW);
+        for _ in 0..20 {
+            assert_eq!(
+                decide(&c, &req, &store, NOW).outcome,
+                Outcome::RevokedKey(RevokedBy::Admin)
+            );
         }
-        assert_eq!(decide(&c, &req, &store, NOW).outcome, Outcome::AuthBlocked);
+        // Other keys from the same address still work.
+        let pro = view(&[b"k-tiny"], "/query", Some("api.example.com"));
+        assert_eq!(decide(&c, &pro, &store, NOW).outcome, Outcome::Allowed);
     }
 
     #[test]

@@ -296,6 +296,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             | KEY_NAME_HEADER
             | KEY_TIER_HEADER
             | FLAGS_HEADER
+            | crate::admin_api::SECRET_HEADER
             | "content-length"
             | "content-type"
             | "transfer-encoding"

@@ -100,7 +100,11 @@ pub fn spend(
                 verdict.allowed,
             );
             write |= seen.changed;
-            if seen.new_address && seen.distinct > detection.max_addresses {
+            // Report mode reports each address that takes a slot (at most
+            // one per slot and window), not every request from addresses
+            // beyond the slots.
+            let reportable = detection.action == LeakAction::Revoke || seen.changed;
+            if seen.new_address && seen.distinct > detection.max_addresses && reportable {
                 leak = Some(LeakTrip {
                     distinct: seen.distinct,
                     action: detection.action,
@@ -302,6 +306,30 @@ mod tests {
             }
         }
         assert_eq!(reports, 2, "the 11th and 12th addresses are reported");
+    }
+
+    #[test]
+    fn report_mode_reports_at_most_once_per_slot() {
+        let store = MemoryStore::new();
+        let d = sha256(b"k");
+        ensure_entries(&store, [d].iter()).unwrap();
+        let detection = LeakDetection {
+            action: LeakAction::Report,
+            ..LeakDetection::default()
+        };
+        let mut reports = 0;
+        for i in 1..=200 {
+            let ip = format!("10.0.{}.{}", i / 250, i % 250 + 1);
+            if matches!(
+                from(&store, &d, &ip, &detection),
+                Spend::Decided { leak: Some(_), .. }
+            ) {
+                reports += 1;
+            }
+        }
+        // Addresses 11..=32 take a slot and are reported; the other 168
+        // find every slot live and are not.
+        assert_eq!(reports, 22);
     }
 
     #[test]

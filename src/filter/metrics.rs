@@ -1,9 +1,9 @@
 //! Envoy metrics. Fixed families are defined once per root context (each
 //! `define_metric` call allocates a new id, so per-request definition would
-//! leak ids). Per-key request counters are defined on first use and
-//! remembered, so their number is bounded by the configured keys; per-key
-//! leak counters are defined for every key up front, so they exist at 0 and
-//! Prometheus's `increase()` sees the first detection.
+//! leak ids). Per-key counters ([`KEY_DECISIONS`] and both leak actions, 7
+//! per configured key) are defined up front too, so they exist at 0 and
+//! Prometheus's `increase()` sees their first increment; their number is
+//! bounded by the configured keys.
 //!
 //! Names (Envoy prefixes them with `wasmcustom.`; the shipped `stats_tags`
 //! turn the `.<label>.<value>` pairs into Prometheus labels):
@@ -27,6 +27,15 @@ use crate::admission::Outcome;
 use crate::body_inspection::{Rejection, REJECTION_REASONS};
 use crate::config::{Config, KeyEntry};
 use crate::injection_rules::Category;
+
+/// The `decision` values of `rag_guard_key_requests`.
+pub const KEY_DECISIONS: [&str; 5] = [
+    "allowed",
+    "rate_limited",
+    "invalid_input",
+    "revoked",
+    "expired",
+];
 
 /// The per-key `decision` of a request that named a configured key.
 pub fn key_decision(outcome: Outcome) -> Option<&'static str> {
@@ -71,9 +80,12 @@ impl Metrics {
             .map(|c| counter(&format!("rag_guard.body_flagged.category.{}", c.as_str())))
             .collect::<Result<Vec<_>, Status>>()?;
         let mut per_key = HashMap::new();
-        let action = config.leak_detection.action.as_str();
-        if config.leak_detection.enabled {
-            for key in config.keys.iter() {
+        for key in config.keys.iter() {
+            for decision in KEY_DECISIONS {
+                let id = counter(&key_name(key, decision))?;
+                per_key.insert((key.name.clone(), decision), id);
+            }
+            for action in ["revoke", "report"] {
                 let id = counter(&leak_name(key, action))?;
                 per_key.insert((key.name.clone(), leak_slot(action)), id);
             }
@@ -126,13 +138,7 @@ impl Metrics {
 
     /// `rag_guard_key_requests{key, tier, decision}`.
     pub fn count_key(&self, key: &KeyEntry, decision: &'static str) {
-        let name = || {
-            format!(
-                "rag_guard.key_requests.key.{}.tier.{}.decision.{decision}",
-                key.name, key.tier
-            )
-        };
-        self.count_lazy((key.name.clone(), decision), name);
+        self.count_lazy((key.name.clone(), decision), || key_name(key, decision));
     }
 
     /// `rag_guard_leak_detections{key, action}`.
@@ -158,6 +164,13 @@ impl Metrics {
         };
         increment(id, 1);
     }
+}
+
+fn key_name(key: &KeyEntry, decision: &str) -> String {
+    format!(
+        "rag_guard.key_requests.key.{}.tier.{}.decision.{decision}",
+        key.name, key.tier
+    )
 }
 
 fn leak_name(key: &KeyEntry, action: &str) -> String {

@@ -168,6 +168,8 @@ struct PendingBody {
     /// The authenticated key (for usage and per-key metrics) and the
     /// request's time.
     key: Option<Digest>,
+    /// The headers-phase outcome, counted when the body passes.
+    outcome: Outcome,
     now_ns: u64,
 }
 
@@ -224,7 +226,18 @@ impl HttpContext for RequestFilter {
                 admission::decide(&active.config, &request, &HostStore, now)
             }
         };
-        count_decision(&active, &decision);
+        count_side_effects(&active, &decision);
+        // A request held for body inspection is counted once its body is
+        // judged (as forwarded or as invalid input), not twice.
+        let inspected = decision.reply.is_none()
+            && active
+                .config
+                .body_inspection
+                .route_index(method, path)
+                .is_some();
+        if !inspected {
+            count_request(&active, decision.outcome, decision.key);
+        }
         log_event(&active, &decision, &request, now_ns);
         let usage_key = decision.forwarded_identity().map(|k| k.sha256);
         if let Some(key) = decision.key {
@@ -282,6 +295,7 @@ impl HttpContext for RequestFilter {
             size: 0,
             event,
             key: usage_key,
+            outcome: decision.outcome,
             now_ns,
         };
         if let Err(rejection) = inspection.check_headers(route, content_type, content_length) {
@@ -371,6 +385,8 @@ impl RequestFilter {
                 .record_inspection_us(end.saturating_sub(start) / 1000);
         }
         if !matches!(verdict, BodyVerdict::Reject(_)) {
+            let key = pending.key.as_ref().and_then(|d| active.config.keys.get(d));
+            count_request(active, pending.outcome, key);
             if let Some(key) = &pending.key {
                 record_usage(active, key, Kind::Admitted, pending.now_ns);
             }
@@ -499,14 +515,18 @@ fn send_reply(active: Option<&Active>, reply: Option<LocalReply>) {
     }
 }
 
-/// Request metrics: the decision, the key's decision, leak detections and
-/// lost CAS races.
-fn count_decision(active: &Active, decision: &Decision<'_>) {
+/// The request metrics: its decision, and the key's decision.
+fn count_request(active: &Active, outcome: Outcome, key: Option<&config::KeyEntry>) {
     let metrics = &active.metrics;
-    metrics.count(decision.outcome);
-    if let (Some(key), Some(d)) = (decision.key, metrics::key_decision(decision.outcome)) {
+    metrics.count(outcome);
+    if let (Some(key), Some(d)) = (key, metrics::key_decision(outcome)) {
         metrics.count_key(key, d);
     }
+}
+
+/// Metrics besides the request's own: leak detections and lost CAS races.
+fn count_side_effects(active: &Active, decision: &Decision<'_>) {
+    let metrics = &active.metrics;
     if let (Some(key), Some(leak)) = (decision.key, decision.leak) {
         metrics.count_leak(key, leak.action.as_str());
     }

@@ -30,6 +30,7 @@ OPS_KEYS = {
     "ops-leak": "rag_ops-leak-key-0000000000000000000000000000000",
     "ops-office": "rag_ops-office-key-00000000000000000000000000000",
     "ops-soon": "rag_ops-soon-key-0000000000000000000000000000000",
+    "ops-metrics": "rag_ops-metrics-key-000000000000000000000000000",
 }
 OFFICE_RANGE = "127.0.11.0/24"
 FAILURES_PER_MINUTE = 20
@@ -102,6 +103,7 @@ def test_admin_secret_right_wrong_missing_and_in_query(ops):
 
     wrong = request(ops.port, path=P + "keys", headers=[("x-admin-secret", "nope")], source="127.0.20.1")
     assert (wrong.status, wrong.json()) == (403, {"detail": "Forbidden"})
+    assert wrong.header("cache-control") == "no-store"
     missing = request(ops.port, path=P + "keys", source="127.0.20.2")
     assert missing.status == 403
     in_query = request(ops.port, path=P + "keys?admin_secret=" + ADMIN_SECRET, headers=ADMIN,
@@ -319,6 +321,27 @@ def test_prometheus_output_carries_the_labels(ops):
     assert not leftovers, leftovers[:5]
 
 
+def key_series(prom: str, key: str) -> dict[str, int]:
+    return {d: int(v) for d, v in re.findall(
+        rf'^rag_guard_key_requests\{{key="{key}",tier="free",decision="(\w+)"\}} (\d+)$', prom, re.M)}
+
+
+def test_an_inspected_request_is_counted_once(ops):
+    key = OPS_KEYS["ops-metrics"]
+    prom = request(ops.admin_port, path="/stats/prometheus").body.decode()
+    # Every per-key series exists from configuration time, at 0.
+    assert key_series(prom, "ops-metrics") == {
+        "allowed": 0, "rate_limited": 0, "invalid_input": 0, "revoked": 0, "expired": 0}
+    headers = [("X-API-Key", key), ("Content-Type", "application/json")]
+    assert request(ops.port, "POST", "/query", headers=headers,
+                   body=b'{"question": "<script>alert(1)</script>"}').status == 400
+    assert request(ops.port, "POST", "/query", headers=headers,
+                   body=b'{"question": "What changed in the 2024 travel policy?"}').status == 200
+    prom = request(ops.admin_port, path="/stats/prometheus").body.decode()
+    series = key_series(prom, "ops-metrics")
+    assert (series["allowed"], series["invalid_input"]) == (1, 1), series
+
+
 def test_the_metrics_listener_exposes_prometheus_output_only(ops):
     port = stack.metrics_port(ops)
     scrape = request(port, path="/stats/prometheus")
@@ -344,8 +367,13 @@ def test_dashboard_and_alerts_use_metrics_envoy_exports(ops):
     exprs += re.findall(r"expr: (.+)", (root / "prometheus" / "rag-guard-alerts.yml").read_text())
     assert len(exprs) > 10
     for expr in exprs:
-        for name in re.findall(r"\b(rag_guard_\w+)", expr):
+        names = re.findall(r"\b(rag_guard_\w+)", expr)
+        for name in names:
             assert name in exported, f"{name} (in {expr}) is not exported"
             for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr):
                 if label != "le":
                     assert label in exported[name] or name.endswith("_bucket"), (label, name, expr)
+        # Labels grouped on (sum by (...)) exist on some metric of the query.
+        for group in re.findall(r"\bby \(([^)]*)\)", expr):
+            for label in (g.strip() for g in group.split(",")):
+                assert any(label in exported[n] for n in names), (label, expr)
