@@ -12,7 +12,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size bench-limiter fuzz corpus-eval clean
+.PHONY: all build wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-limiter fuzz corpus-eval clean
 
 all: build
 
@@ -79,13 +79,33 @@ lint: wasm-target
 fmt:
 	cargo fmt
 
-# Not part of make test: numbers, not assertions.
-bench-limiter: build envoy
+# Benchmarks: not part of make test (numbers, not assertions). The load
+# generator is wrk from Debian, for saturation and, paced by a Lua delay(),
+# for latency at a fixed rate.
+wrk:
 	@command -v wrk >/dev/null || { \
 	  echo "installing wrk from Debian"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+# passthrough vs Envoy's native filters vs rag-guard vs a FastAPI middleware:
+# bench/results/latest.md and latest.png. BENCH_SECONDS, BENCH_REPEATS,
+# BENCH_LATENCY_SECONDS, BENCH_RATE, BENCH_RATE_LARGE: see bench/suite.py.
+bench: build envoy wrk $(VENV)/.bench-installed
+	$(VENV)/bin/python bench/suite.py
+
+# Native micro-benchmarks (bench/suite.py runs the same command): own target
+# dir and unwind, or the bench's two builds of the cdylib+rlib library
+# (panic=abort for the binaries, unwind for the bench) collide on file names.
+HOT_PATHS := CARGO_TARGET_DIR=target/bench-native CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench --bench hot_paths
+
+# The earlier, narrower run: authentication and limiter cost only.
+bench-limiter: build envoy wrk
 	$(VENV)/bin/python bench/limiter.py
-	cargo bench --bench hot_paths
+	$(HOT_PATHS)
 
 # Randomized robustness run of the body inspector (stable-Rust stand-in for
 # cargo fuzz, which needs nightly). FUZZ_SECONDS=60 by default.

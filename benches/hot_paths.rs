@@ -1,7 +1,8 @@
 //! Native timings of the filter's hot pure functions (`cargo bench --bench
-//! hot_paths`, also run by `make bench-limiter`). Native code, not wasm in
-//! V8: these bound the compute part of a request; the live-Envoy benchmark
-//! (bench/limiter.py) adds host calls and the wasm runtime.
+//! hot_paths`, also run by `make bench` and `make bench-limiter`). Native
+//! code, not wasm in V8: these bound the compute part of a request; the
+//! live-Envoy benchmarks (bench/suite.py, bench/limiter.py) add host calls
+//! and the wasm runtime. bench/suite.py reads the `... ns/op` lines.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -10,10 +11,12 @@ use rag_guard::admission::{decide, RequestView};
 use rag_guard::config;
 use rag_guard::digest::{sha256, sha256_hex};
 use rag_guard::failed_auth;
+use rag_guard::injection_rules::Category;
 use rag_guard::key_state;
 use rag_guard::leak_detection::{address_tag, LeakDetection};
 use rag_guard::rate_limiter;
 use rag_guard::shared_store::MemoryStore;
+use rag_guard::text_normalization::normalize;
 use rag_guard::token_bucket::{check, BucketState, Limits};
 use rag_guard::usage;
 
@@ -116,6 +119,22 @@ fn main() {
             },
         );
     }
+    // The two parts of the question's screening, without the JSON parse.
+    let text = &"What does the refund policy say about late returns? ".repeat(40)[..2000];
+    time(
+        "text_normalization::normalize, 2,000 characters",
+        2_000,
+        || {
+            black_box(normalize(black_box(text)));
+        },
+    );
+    time(
+        "RuleSet::screen (normalize + all rules), 2,000 characters",
+        200,
+        || {
+            black_box(inspection.rules.screen(black_box(text), &Category::ALL));
+        },
+    );
     let document = format!(
         r#"{{"filename": "big.txt", "content": "{}"}}"#,
         "x".repeat(1 << 20)
