@@ -27,7 +27,7 @@
 
 use std::net::IpAddr;
 
-use crate::shared_store::{SharedStore, StoreError};
+use crate::shared_store::{create_missing, SharedStore, StoreError};
 use crate::token_bucket::{secs_ceil_min1, Bucket, MICRO};
 
 /// Number of slots in the table.
@@ -94,15 +94,11 @@ fn bucket(per_minute: u32) -> Bucket {
 
 /// Creates every slot that does not exist yet. Returns how many were created.
 pub fn ensure_table(store: &dyn SharedStore) -> Result<usize, StoreError> {
-    let mut created = 0;
-    for slot in 0..SLOTS {
-        let key = slot_key(slot);
-        if store.get(&key)?.is_none() {
-            store.set(&key, &SlotState::default().encode(), None)?;
-            created += 1;
-        }
-    }
-    Ok(created)
+    create_missing(
+        store,
+        (0..SLOTS).map(slot_key),
+        &SlotState::default().encode(),
+    )
 }
 
 /// If the address has no failures left: the whole seconds until it has one.

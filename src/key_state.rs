@@ -23,7 +23,7 @@
 
 use crate::digest::{to_hex, Digest};
 use crate::leak_detection::{AddressWindow, SLOTS, SLOT_LEN};
-use crate::shared_store::{SharedStore, StoreError};
+use crate::shared_store::{create_missing, SharedStore, StoreError};
 use crate::token_bucket::{BucketState, STATE_LEN};
 
 pub const ENTRY_PREFIX: &str = "rag-guard/v2/key/";
@@ -120,15 +120,7 @@ pub fn ensure_entries<'a>(
     store: &dyn SharedStore,
     digests: impl Iterator<Item = &'a Digest>,
 ) -> Result<usize, StoreError> {
-    let mut created = 0;
-    for digest in digests {
-        let key = entry_key(digest);
-        if store.get(&key)?.is_none() {
-            store.set(&key, &KeyState::default().encode(), None)?;
-            created += 1;
-        }
-    }
-    Ok(created)
+    create_missing(store, digests.map(entry_key), &KeyState::default().encode())
 }
 
 /// The key's state, if it has a readable entry.

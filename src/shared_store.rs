@@ -47,6 +47,25 @@ pub trait SharedStore {
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
 }
 
+/// Creates each of `keys` that does not exist yet with `initial`; existing
+/// entries are left as they are. Returns how many were created. Meant for
+/// configure time on the main thread, before workers serve: Envoy ignores
+/// the CAS when it creates a key, so the request path never creates one.
+pub fn create_missing(
+    store: &dyn SharedStore,
+    keys: impl Iterator<Item = String>,
+    initial: &[u8],
+) -> Result<usize, StoreError> {
+    let mut created = 0;
+    for key in keys {
+        if store.get(&key)?.is_none() {
+            store.set(&key, initial, None)?;
+            created += 1;
+        }
+    }
+    Ok(created)
+}
+
 /// In-process store with Envoy's shared-data semantics, safe to share
 /// between threads. Used by native tests and by the CLI.
 #[derive(Debug, Default)]

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use crate::digest::{to_hex, Digest};
-use crate::shared_store::{SharedStore, StoreError};
+use crate::shared_store::{create_missing, SharedStore, StoreError};
 
 pub const ENTRY_PREFIX: &str = "rag-guard/v1/usage/";
 /// Days kept per key (the ring): `usage?days=` can ask for up to this.
@@ -182,15 +182,7 @@ pub fn ensure_entries<'a>(
     store: &dyn SharedStore,
     digests: impl Iterator<Item = &'a Digest>,
 ) -> Result<usize, StoreError> {
-    let mut created = 0;
-    for digest in digests {
-        let key = entry_key(digest);
-        if store.get(&key)?.is_none() {
-            store.set(&key, &Usage::default().encode(), None)?;
-            created += 1;
-        }
-    }
-    Ok(created)
+    create_missing(store, digests.map(entry_key), &Usage::default().encode())
 }
 
 /// The stored usage of a key (what the workers have flushed).
