@@ -229,13 +229,13 @@ impl HttpContext for RequestFilter {
         count_side_effects(&active, &decision);
         // A request held for body inspection is counted once its body is
         // judged (as forwarded or as invalid input), not twice.
-        let inspected = decision.reply.is_none()
-            && active
-                .config
-                .body_inspection
-                .route_index(method, path)
-                .is_some();
-        if !inspected {
+        let inspection = &active.config.body_inspection;
+        let inspected_route = decision
+            .reply
+            .is_none()
+            .then(|| inspection.route_index(method, path))
+            .flatten();
+        if inspected_route.is_none() {
             count_request(&active, decision.outcome, decision.key);
         }
         log_event(&active, &decision, &request, now_ns);
@@ -278,8 +278,7 @@ impl HttpContext for RequestFilter {
         self.response_headers = decision.response_headers.clone();
 
         // Inspected routes: nothing goes upstream until the body is checked.
-        let inspection = &active.config.body_inspection;
-        let Some(route_index) = inspection.route_index(method, path) else {
+        let Some(route_index) = inspected_route else {
             if let Some(key) = &usage_key {
                 record_usage(&active, key, Kind::Admitted, now_ns);
             }
