@@ -5,7 +5,6 @@ automatic revocation, and the labelled Prometheus metrics."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import http.client
 import json
@@ -17,6 +16,7 @@ import pytest
 from client import request
 from conftest import KEYS, base_plugin_config, digest
 from test_rate_limit import worker_connections
+from test_reload import push
 
 import stack
 
@@ -222,13 +222,7 @@ def test_revocation_survives_a_listener_reload(tmp_path, upstream):
         # A new configuration (one more key) arrives through LDS.
         changed = ops_config()
         changed["keys"].append({"name": "added-later", "sha256": digest("rag_added-later-0000000000000000000")})
-        new = copy.deepcopy(listener)
-        wasm = new["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"]
-        wasm["configuration"]["value"] = json.dumps(changed)
-        before = stack.admin_stat(envoy, "listener_manager.lds.update_success")
-        stack.write_lds(new, tmp_path)
-        wait_for(lambda: stack.admin_stat(envoy, "listener_manager.lds.update_success") > before,
-                 what="LDS update")
+        push(envoy, listener, tmp_path, changed)
         names = {k["name"] for k in admin(envoy, "GET", "keys").json()["keys"]}
         assert "added-later" in names  # the new configuration serves
         for _ in range(6):
