@@ -64,6 +64,7 @@ test: unit integration deploy-check
 
 unit:
 	cargo test --quiet
+	$(PYTHON) scripts/check_layers.py
 
 integration: build envoy
 	$(VENV)/bin/python -m pytest -q tests/integration

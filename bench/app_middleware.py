@@ -12,7 +12,7 @@ by uvicorn (one worker), doing in Python what rag-guard does in Envoy:
 - request bodies: pydantic models (unknown fields refused, lengths and ranges
   checked) and a screening of the question, and of the document's file name,
   with a dozen regular expressions over NFKC-normalized, lower-cased,
-  whitespace-collapsed text, in the spirit of src/injection_rules.rs (fewer
+  whitespace-collapsed text, in the spirit of src/inspection/rules.rs (fewer
   rules and no escape decoding: a lighter screen than rag-guard's);
 - the seven security headers on every response;
 - a JSON security event on stderr for each 401 and 429, as rag-guard

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use rag_guard::body_inspection::BodyVerdict;
 use rag_guard::config;
+use rag_guard::inspection::verdict::BodyVerdict;
 
 struct Rng(u64);
 

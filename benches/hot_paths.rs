@@ -8,17 +8,17 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use rag_guard::admission::{decide, RequestView};
+use rag_guard::auth::digest::{sha256, sha256_hex};
+use rag_guard::auth::failed_auth;
+use rag_guard::auth::leak_detection::{address_tag, LeakDetection};
 use rag_guard::config;
-use rag_guard::digest::{sha256, sha256_hex};
-use rag_guard::failed_auth;
-use rag_guard::injection_rules::Category;
+use rag_guard::inspection::normalization::normalize;
+use rag_guard::inspection::rules::Category;
 use rag_guard::key_state;
-use rag_guard::leak_detection::{address_tag, LeakDetection};
-use rag_guard::rate_limiter;
+use rag_guard::key_state::rate_limiter;
+use rag_guard::limits::token_bucket::{check, BucketState, Limits};
+use rag_guard::ops::usage;
 use rag_guard::shared_store::MemoryStore;
-use rag_guard::text_normalization::normalize;
-use rag_guard::token_bucket::{check, BucketState, Limits};
-use rag_guard::usage;
 
 fn time(name: &str, iterations: u32, mut f: impl FnMut()) {
     for _ in 0..iterations / 10 {

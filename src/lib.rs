@@ -3,34 +3,33 @@
 //!
 //! The decisions live in host-independent modules, unit-tested natively;
 //! `filter` (built only for wasm32) is the thin proxy-wasm adapter that moves
-//! data between Envoy and them.
+//! data between Envoy and them. Layers, lowest first; a module may use the
+//! layers below it, never one above (`scripts/check_layers.py` checks this):
+//!
+//! | layer | what lives there |
+//! |---|---|
+//! | [`http`], [`shared_store`] | vocabulary (replies, header names, paths, response header policy); the shared-data trait and its in-memory twin |
+//! | [`limits`], [`inspection`] | token-bucket arithmetic, rate-limit headers, route costs; body inspection: strict JSON, normalization, rules |
+//! | [`auth`] | digests, the key table, host allowlist, public paths, client address, failed-auth table, leak-detection window |
+//! | [`key_state`] | each key's shared-data entry (buckets, revocation, address window) and the one-CAS spend on it |
+//! | [`config`] | parsing and validation of the plugin configuration into the types above |
+//! | [`ops`] | admin API, usage bookkeeping, security events |
+//! | [`admission`] | the decision for one request, from all of the above |
+//! | `filter` | the proxy-wasm adapter: the only code that calls the host |
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod admin_api;
 pub mod admission;
-pub mod body_inspection;
-pub mod client_address;
+pub mod auth;
 pub mod config;
-pub mod digest;
-pub mod events;
-pub mod failed_auth;
-pub mod host_allowlist;
-pub mod injection_rules;
-pub mod json_strict;
+pub mod http;
+pub mod inspection;
 pub mod key_state;
-pub mod key_table;
-pub mod leak_detection;
-pub mod public_paths;
-pub mod rate_limit_headers;
-pub mod rate_limiter;
-pub mod response_headers;
+pub mod limits;
+pub mod ops;
 pub mod shared_store;
-pub mod text_normalization;
-pub mod token_bucket;
-pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -27,7 +27,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
-use rag_guard::digest::sha256_hex;
+use rag_guard::auth::digest::sha256_hex;
 use serde_json::{json, Value};
 
 fn main() -> Result<(), String> {

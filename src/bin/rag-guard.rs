@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use rag_guard::body_inspection::{flag_categories, BodyVerdict};
+use rag_guard::auth::digest::sha256_hex;
 use rag_guard::config::{self, is_plain_name};
-use rag_guard::digest::sha256_hex;
+use rag_guard::inspection::verdict::{flag_categories, BodyVerdict};
 
 /// Longest `--expires-in` accepted.
 const MAX_KEY_LIFETIME: Duration = Duration::from_secs(100 * 366 * 24 * 3600);

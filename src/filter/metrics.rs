@@ -24,9 +24,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::admission::Outcome;
-use crate::body_inspection::{Rejection, REJECTION_REASONS};
-use crate::config::{Config, KeyEntry};
-use crate::injection_rules::Category;
+use crate::auth::keys::KeyEntry;
+use crate::config::Config;
+use crate::inspection::rules::Category;
+use crate::inspection::verdict::{Rejection, REJECTION_REASONS};
 
 /// The `decision` values of `rag_guard_key_requests`.
 pub const KEY_DECISIONS: [&str; 5] = [

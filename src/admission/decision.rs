@@ -1,0 +1,67 @@
+//! The request as the decision sees it, and the decision: outcome, reply,
+//! headers and side effects for the adapter to apply.
+
+use std::net::IpAddr;
+
+use crate::auth::keys::KeyEntry;
+use crate::http::LocalReply;
+use crate::key_state::rate_limiter::LeakTrip;
+use crate::ops::events::{SecurityEvent, Severity};
+
+use super::outcome::Outcome;
+
+/// The request as the decision sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub authority: Option<&'a [u8]>,
+    /// Raw `:path`, query string included.
+    pub path: &'a [u8],
+    pub method: &'a [u8],
+    /// Every value of the API key header, in arrival order.
+    pub api_keys: &'a [&'a [u8]],
+    /// The client's address, if Envoy gave one.
+    pub client_ip: Option<IpAddr>,
+    /// Every value of the admin secret header (read on admin paths only).
+    pub admin_secrets: &'a [&'a [u8]],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'c> {
+    pub outcome: Outcome,
+    /// The configured key that was presented (also for expired or disabled
+    /// keys, so events can name them).
+    pub key: Option<&'c KeyEntry>,
+    /// First 16 hex characters of the digest of a key that was presented.
+    pub key_id: Option<String>,
+    /// Some: answer with this instead of forwarding.
+    pub reply: Option<LocalReply>,
+    /// Rate-limit headers for the response (authenticated requests).
+    pub response_headers: Vec<(&'static str, String)>,
+    /// This request tripped leak detection.
+    pub leak: Option<LeakTrip>,
+    /// CAS attempts lost to other workers while spending.
+    pub cas_retries: u32,
+    /// Events besides the request's own (admin changes to keys).
+    pub events: Vec<(Severity, SecurityEvent)>,
+}
+
+impl<'c> Decision<'c> {
+    pub(super) fn of(outcome: Outcome) -> Self {
+        Decision {
+            outcome,
+            key: None,
+            key_id: None,
+            reply: outcome.reply(),
+            response_headers: Vec::new(),
+            leak: None,
+            cas_retries: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// The key to name in `x-api-key-name` / `x-api-key-tier` upstream:
+    /// only for requests that were authenticated and are forwarded.
+    pub fn forwarded_identity(&self) -> Option<&'c KeyEntry> {
+        self.key.filter(|_| self.outcome == Outcome::Allowed)
+    }
+}

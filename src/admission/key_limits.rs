@@ -1,0 +1,132 @@
+//! The decision for an authenticated key: its runtime revocation, leak
+//! detection and rate limits in one spend from its shared-data entry, or the
+//! rate-limit status endpoint.
+
+use crate::auth::keys::KeyEntry;
+use crate::auth::leak_detection::address_tag;
+use crate::config::Config;
+use crate::http::LocalReply;
+use crate::key_state::rate_limiter::{self, Source, Spend};
+use crate::key_state::RevokedBy;
+use crate::limits::headers as rate_headers;
+use crate::limits::token_bucket::LimitKind;
+use crate::shared_store::SharedStore;
+
+use super::decision::{Decision, RequestView};
+use super::outcome::Outcome;
+
+/// What a request of the valid, enabled, unexpired key `entry` gets.
+pub(super) fn decide_for_key<'c>(
+    config: &'c Config,
+    req: &RequestView<'_>,
+    store: &dyn SharedStore,
+    now_ns: u64,
+    entry: &'c KeyEntry,
+    key_id: Option<String>,
+) -> Decision<'c> {
+    let key = Some(entry);
+    let digest = &entry.sha256;
+    let decision = |outcome, reply, response_headers| Decision {
+        key,
+        key_id: key_id.clone(),
+        reply,
+        response_headers,
+        ..Decision::of(outcome)
+    };
+
+    let path = crate::http::path_only(req.path);
+    if req.method == b"GET" && path == config.rate_limit_status_path.as_bytes() {
+        return match rate_limiter::peek(store, digest, &entry.limits, now_ns) {
+            Ok(Some((Some(revocation), _))) => Decision {
+                key,
+                key_id: key_id.clone(),
+                ..Decision::of(Outcome::RevokedKey(revocation.by))
+            },
+            Ok(Some((None, views))) => {
+                let body = rate_headers::status_body(&entry.name, &entry.tier, &views);
+                let headers = rate_headers::headers(&entry.limits, &views);
+                let reply = LocalReply {
+                    status: 200,
+                    body: body.to_string().into_bytes(),
+                    headers: headers.clone(),
+                };
+                decision(Outcome::RateLimitStatus, Some(reply), headers)
+            }
+            _ => Decision::of(Outcome::Unavailable),
+        };
+    }
+
+    let cost = config.cost_of(req.method, req.path);
+    let detection = &config.leak_detection;
+    let source = Source {
+        tag: req
+            .client_ip
+            .filter(|ip| detection.counts(*ip))
+            .map(address_tag),
+        detection,
+    };
+    let Ok(result) = rate_limiter::spend(store, digest, &entry.limits, cost, now_ns, source) else {
+        return Decision {
+            key,
+            key_id,
+            ..Decision::of(Outcome::Unavailable)
+        };
+    };
+    let mut d = match result.spend {
+        Spend::Decided { verdict: v, leak } => {
+            let headers = rate_headers::headers(&entry.limits, &v.views);
+            let mut d = match (v.allowed, v.tripped) {
+                (true, _) => decision(Outcome::Allowed, None, headers),
+                (false, tripped) => {
+                    let kind = tripped.unwrap_or(LimitKind::Burst);
+                    let detail = rate_headers::exceeded_detail(&entry.limits, kind);
+                    let mut reply = LocalReply::error(429, &detail);
+                    // Never admissible (cost above a capacity) cannot happen
+                    // with a validated configuration; say "a minute" then.
+                    reply = reply.with_retry_after(v.retry_after_secs.unwrap_or(60));
+                    reply.headers.extend(headers.iter().cloned());
+                    decision(Outcome::RateLimited(kind), Some(reply), headers)
+                }
+            };
+            d.leak = leak;
+            d
+        }
+        Spend::Revoked(revocation) => Decision {
+            key,
+            key_id: key_id.clone(),
+            ..Decision::of(Outcome::RevokedKey(revocation.by))
+        },
+        Spend::LeakRevoked(trip) => {
+            // The request that trips detection is refused with the rest.
+            let mut d = decision(
+                Outcome::RevokedKey(RevokedBy::LeakDetection),
+                None,
+                Vec::new(),
+            );
+            d.reply = d.outcome.reply();
+            d.leak = Some(trip);
+            d
+        }
+        Spend::Contention => {
+            let headers = rate_limiter::peek(store, digest, &entry.limits, now_ns)
+                .ok()
+                .flatten()
+                .map(|(_, views)| rate_headers::headers(&entry.limits, &views))
+                .unwrap_or_default();
+            let mut reply = Outcome::RateLimitContention
+                .reply()
+                .map(|r| r.with_retry_after(1));
+            if let Some(r) = reply.as_mut() {
+                r.headers.extend(headers.iter().cloned());
+            }
+            decision(Outcome::RateLimitContention, reply, headers)
+        }
+        Spend::NoBucket => Decision {
+            key,
+            key_id: key_id.clone(),
+            ..Decision::of(Outcome::Unavailable)
+        },
+    };
+    d.cas_retries = result.cas_retries;
+    d
+}

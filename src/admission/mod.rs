@@ -1,0 +1,137 @@
+//! The decision for one request, before it is routed, in this order:
+//! host allowlist, the admin API, public paths, the failed-authentication
+//! table of the client's address, API key authentication, then the key's
+//! runtime state: revocation, leak detection and rate limits (or the
+//! rate-limit status endpoint).
+//!
+//! Pure logic over the request's headers, the configuration and a
+//! [`SharedStore`]; the proxy-wasm adapter gathers the inputs and applies the
+//! [`Decision`]. Native tests run it against `MemoryStore`.
+
+mod authenticate;
+mod decision;
+mod key_limits;
+mod outcome;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::auth::failed_auth;
+use crate::config::Config;
+use crate::ops::admin::{self, AdminRequest};
+use crate::shared_store::SharedStore;
+
+use authenticate::authenticate;
+
+pub use authenticate::MAX_KEY_BYTES;
+pub use decision::{Decision, RequestView};
+pub use outcome::Outcome;
+
+/// The decisions that need neither the client's address, the clock nor
+/// shared data: a rejected host or a public path. None: call [`decide`].
+/// (The adapter asks this first and skips those host calls when it can.)
+pub fn decide_early(config: &Config, req: &RequestView<'_>) -> Option<Decision<'static>> {
+    if !config.allowed_hosts.allows(req.authority) {
+        return Some(Decision::of(Outcome::HostRejected));
+    }
+    if admin::is_admin_path(config, req.path) {
+        return None;
+    }
+    if config.public_paths.matches(req.path) {
+        return Some(Decision::of(Outcome::Public));
+    }
+    None
+}
+
+/// Decides what to do with a request. `now_ns` is Unix nanoseconds.
+pub fn decide<'c>(
+    config: &'c Config,
+    req: &RequestView<'_>,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> Decision<'c> {
+    if let Some(early) = decide_early(config, req) {
+        return early;
+    }
+
+    // Addresses with too many recent failures get no further.
+    let ip = req.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    match failed_auth::blocked_for(store, ip, config.failed_auth_per_minute, now_ns) {
+        Ok(None) => {}
+        Ok(Some(secs)) => {
+            let mut d = Decision::of(Outcome::AuthBlocked);
+            d.reply = d.reply.map(|r| r.with_retry_after(secs));
+            return d;
+        }
+        Err(_) => return Decision::of(Outcome::Unavailable),
+    }
+
+    if admin::is_admin_path(config, req.path) {
+        let admin_req = AdminRequest {
+            method: req.method,
+            path: req.path,
+            secrets: req.admin_secrets,
+            client_ip: req.client_ip,
+        };
+        let answer = admin::handle(config, &admin_req, store, now_ns);
+        if answer.status.is_auth_failure() {
+            if let Some(blocked) = record_failure(config, store, ip, now_ns) {
+                return blocked;
+            }
+        }
+        return Decision {
+            reply: Some(answer.reply),
+            events: answer.events,
+            ..Decision::of(Outcome::Admin(answer.status))
+        };
+    }
+
+    let (outcome, key, key_id) = authenticate(config, req.api_keys, now_ns / 1_000_000_000);
+    // A refusal that counts as a failed authentication of the address.
+    let failed = |outcome: Outcome, key_id: Option<String>| {
+        // Decided by the CAS that counts the failure: if other workers used
+        // up the address's budget since the check above, this is a blocked
+        // request too. A failure that cannot be recorded keeps its answer.
+        if let Some(blocked) = record_failure(config, store, ip, now_ns) {
+            return blocked;
+        }
+        Decision {
+            key,
+            key_id,
+            ..Decision::of(outcome)
+        }
+    };
+    if outcome != Outcome::Allowed {
+        if outcome.is_auth_failure() {
+            return failed(outcome, key_id);
+        }
+        return Decision {
+            key,
+            key_id,
+            ..Decision::of(outcome)
+        };
+    }
+    let Some(entry) = key else {
+        return Decision::of(Outcome::Unavailable);
+    };
+    key_limits::decide_for_key(config, req, store, now_ns, entry, key_id)
+}
+
+/// Counts a failed authentication of `ip`; Some(blocked decision) when the
+/// address has now used up its budget.
+fn record_failure(
+    config: &Config,
+    store: &dyn SharedStore,
+    ip: IpAddr,
+    now_ns: u64,
+) -> Option<Decision<'static>> {
+    let blocked = failed_auth::record_failure(store, ip, config.failed_auth_per_minute, now_ns);
+    if let Ok(true) = blocked {
+        let mut d = Decision::of(Outcome::AuthBlocked);
+        let secs = failed_auth::one_failure_secs(config.failed_auth_per_minute);
+        d.reply = d.reply.map(|r| r.with_retry_after(secs));
+        return Some(d);
+    }
+    None
+}

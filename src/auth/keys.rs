@@ -1,0 +1,92 @@
+//! The configured API keys, indexed by digest.
+//!
+//! Each root context builds its table from its own configuration and looks
+//! keys up in it without a host call. This is deliberate: Envoy caches
+//! plugin root contexts by configuration, so when an operator reverts a
+//! listener to an earlier configuration, Envoy reuses the earlier root
+//! contexts without calling `on_configure` again. A key table published to
+//! shared data at configure time would then keep the newer configuration's
+//! keys (a removed key would stay accepted, or a restored one refused); the
+//! integration test `test_reload.py` reproduces this. Shared data holds what
+//! must change at runtime and be seen by every worker (rate-limit state,
+//! runtime revocations), keyed by these digests.
+//!
+//! Lookups compare SHA-256 digests, not keys, so their timing reveals nothing
+//! useful about a key.
+
+use std::collections::HashMap;
+
+use crate::auth::digest::Digest;
+use crate::limits::token_bucket::Limits;
+
+/// One configured API key, identified only by its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub name: String,
+    /// SHA-256 of the key (configured as lowercase hex).
+    pub sha256: Digest,
+    pub tier: String,
+    /// The limits of `tier`, resolved when the configuration is parsed.
+    pub limits: Limits,
+    /// Unix seconds after which the key is refused; None = never expires.
+    pub expires_at: Option<u64>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyTable {
+    by_digest: HashMap<Digest, KeyEntry>,
+}
+
+impl KeyTable {
+    /// Builds the table; entries must have distinct digests (the config
+    /// parser guarantees it).
+    pub fn new(entries: Vec<KeyEntry>) -> Self {
+        KeyTable {
+            by_digest: entries.into_iter().map(|e| (e.sha256, e)).collect(),
+        }
+    }
+
+    pub fn get(&self, digest: &Digest) -> Option<&KeyEntry> {
+        self.by_digest.get(digest)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &KeyEntry> {
+        self.by_digest.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::digest::sha256;
+
+    fn entry(name: &str, secret: &str) -> KeyEntry {
+        KeyEntry {
+            name: name.into(),
+            sha256: sha256(secret.as_bytes()),
+            tier: "free".into(),
+            limits: crate::config::default_tiers()["free"],
+            expires_at: None,
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn finds_by_digest_only() {
+        let t = KeyTable::new(vec![entry("a", "ka"), entry("b", "kb")]);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(&sha256(b"ka")).map(|e| e.name.as_str()), Some("a"));
+        assert!(t.get(&sha256(b"a")).is_none());
+        assert!(t.get(&sha256(b"")).is_none());
+        assert!(KeyTable::default().is_empty());
+    }
+}

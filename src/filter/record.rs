@@ -1,0 +1,140 @@
+//! What a request leaves behind: its events in Envoy's log and its
+//! metrics.
+
+use proxy_wasm::types::LogLevel;
+
+use crate::admission::{Decision, Outcome, RequestView};
+use crate::auth::keys::KeyEntry;
+use crate::key_state::RevokedBy;
+use crate::ops::events::{loggable_path, loggable_token, SecurityEvent, Severity};
+
+use super::active::Active;
+use super::host::{self};
+use super::metrics::{self};
+
+/// The event fields every event about a request shares.
+pub(super) fn request_event(decision: &Decision<'_>, request: &RequestView<'_>) -> SecurityEvent {
+    SecurityEvent {
+        ip: request.client_ip.map(|ip| ip.to_string()),
+        method: Some(loggable_token(request.method)),
+        path: Some(loggable_path(request.path)),
+        key_name: decision.key.map(|k| k.name.clone()),
+        key_id: decision.key_id.clone(),
+        tier: decision.key.map(|k| k.tier.clone()),
+        ..Default::default()
+    }
+}
+
+/// The request metrics: its decision, and the key's decision.
+pub(super) fn count_request(active: &Active, outcome: Outcome, key: Option<&KeyEntry>) {
+    let metrics = &active.metrics;
+    metrics.count(outcome);
+    if let (Some(key), Some(d)) = (key, metrics::key_decision(outcome)) {
+        metrics.count_key(key, d);
+    }
+}
+
+/// Metrics besides the request's own: leak detections and lost CAS races.
+pub(super) fn count_side_effects(active: &Active, decision: &Decision<'_>) {
+    let metrics = &active.metrics;
+    if let (Some(key), Some(leak)) = (decision.key, decision.leak) {
+        metrics.count_leak(key, leak.action.as_str());
+    }
+    metrics.count_cas_retries(decision.cas_retries);
+}
+
+pub(super) fn log_at(severity: Severity, event: &SecurityEvent) {
+    let level = match severity {
+        Severity::Info => LogLevel::Info,
+        Severity::Warn => LogLevel::Warn,
+        Severity::Error => LogLevel::Error,
+    };
+    host::log(level, &event.to_json());
+}
+
+/// Logs the request's event, then the events the decision produced.
+/// `now_ns` is when the decision started (0 for the early ones).
+pub(super) fn log_event(
+    active: &Active,
+    decision: &Decision<'_>,
+    request: &RequestView<'_>,
+    now_ns: u64,
+) {
+    for (severity, event) in &decision.events {
+        log_at(*severity, event);
+    }
+    if let (Some(key), Some(leak)) = (decision.key, decision.leak) {
+        let detected = SecurityEvent {
+            event: "key_leak_detected",
+            reason: "too_many_addresses",
+            addresses: Some(leak.distinct),
+            window_secs: Some(active.config.leak_detection.window_secs),
+            action: Some(leak.action.as_str()),
+            ..request_event(decision, request)
+        };
+        log_at(Severity::Error, &detected);
+        if decision.outcome == Outcome::RevokedKey(RevokedBy::LeakDetection) {
+            let revoked = SecurityEvent {
+                by: Some(RevokedBy::LeakDetection.as_str()),
+                ..crate::ops::admin::key_event(
+                    "key_revoked",
+                    key,
+                    RevokedBy::LeakDetection.as_str(),
+                    request.client_ip,
+                )
+            };
+            log_at(Severity::Error, &revoked);
+        }
+    }
+    let (event, severity, limit) = match decision.outcome {
+        Outcome::Public => return,
+        Outcome::Allowed | Outcome::RateLimitStatus if !active.info_enabled => return,
+        Outcome::Allowed | Outcome::RateLimitStatus => ("auth_success", Severity::Info, None),
+        Outcome::Admin(status) => {
+            let status_code = decision.reply.as_ref().map_or(0, |r| r.status);
+            let admin_request = crate::ops::admin::AdminRequest {
+                method: request.method,
+                path: request.path,
+                secrets: &[],
+                client_ip: request.client_ip,
+            };
+            let event = crate::ops::admin::access_event(&admin_request, status, status_code);
+            let severity = if status == crate::ops::admin::AdminStatus::Ok {
+                Severity::Info
+            } else {
+                Severity::Warn
+            };
+            log_at(severity, &event);
+            return;
+        }
+        Outcome::HostRejected => ("host_rejected", Severity::Warn, None),
+        Outcome::AuthBlocked => ("rate_limited", Severity::Warn, Some("failed_auth")),
+        Outcome::RateLimited(kind) => ("rate_limited", Severity::Warn, Some(kind.as_str())),
+        Outcome::RateLimitContention => ("rate_limited", Severity::Warn, Some("contention")),
+        Outcome::Unavailable => ("auth_failure", Severity::Error, None),
+        Outcome::MissingKey
+        | Outcome::MultipleKeys
+        | Outcome::InvalidKey
+        | Outcome::ExpiredKey
+        | Outcome::DisabledKey
+        | Outcome::RevokedKey(_) => ("auth_failure", Severity::Warn, None),
+    };
+    let duration_us = match (event, host::now_unix_nanos()) {
+        ("auth_success", Some(end)) if now_ns > 0 => Some(end.saturating_sub(now_ns) / 1000),
+        _ => None,
+    };
+    let by = match decision.outcome {
+        Outcome::RevokedKey(by) => Some(by.as_str()),
+        _ => None,
+    };
+    let event = SecurityEvent {
+        event,
+        reason: decision.outcome.as_str(),
+        status: decision.reply.as_ref().map(|r| r.status),
+        limit,
+        duration_us,
+        by,
+        ..request_event(decision, request)
+    };
+    log_at(severity, &event);
+}

@@ -1,0 +1,96 @@
+//! The filter's own replies: refusals and rejected bodies, with their
+//! metrics and events.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, LogLevel};
+
+use crate::admission::Outcome;
+use crate::http::LocalReply;
+use crate::inspection::verdict::Rejection;
+use crate::ops::events::SecurityEvent;
+use crate::ops::usage::Kind;
+
+use super::active::Active;
+use super::host::{self};
+use super::pending::PendingBody;
+use super::usage::record_usage;
+
+/// Logs, counts and answers a body the inspection refused. The reply names
+/// the field and category, never the payload.
+pub(super) fn reject_body(
+    active: &Active,
+    rejection: Rejection,
+    pending: &PendingBody,
+    rate_headers: &[(&'static str, String)],
+) {
+    active.metrics.count_rejection(&rejection);
+    if let Some(digest) = &pending.key {
+        record_usage(active, digest, Kind::Rejected, pending.now_ns);
+        if let Some(key) = active.config.keys.get(digest) {
+            active.metrics.count_key(key, "invalid_input");
+        }
+    }
+    let event = pending.event.clone();
+    let event = SecurityEvent {
+        reason: rejection.reason,
+        status: Some(rejection.status),
+        field: rejection.field.clone(),
+        category: rejection.category.map(|c| c.as_str()),
+        rule: rejection.rule_id.clone(),
+        ..event
+    };
+    host::log(LogLevel::Warn, &event.to_json());
+    send_reply(
+        Some(active),
+        Some(LocalReply {
+            status: rejection.status,
+            body: rejection.body(),
+            headers: rate_headers.to_vec(),
+        }),
+    );
+}
+
+/// Counts, logs and answers a request the filter cannot process.
+pub(super) fn refuse(active: &Active, outcome: Outcome) -> Action {
+    refuse_as(active, outcome, "auth_failure")
+}
+
+/// [`refuse`] for a failure while handling a body (a host call failed).
+pub(super) fn refuse_body(active: &Active) -> Action {
+    refuse_as(active, Outcome::Unavailable, "validation_failed")
+}
+
+pub(super) fn refuse_as(active: &Active, outcome: Outcome, event: &'static str) -> Action {
+    active.metrics.count(outcome);
+    let reply = outcome.reply();
+    host::log(
+        LogLevel::Error,
+        &SecurityEvent {
+            event,
+            reason: outcome.as_str(),
+            status: reply.as_ref().map(|r| r.status),
+            ..Default::default()
+        }
+        .to_json(),
+    );
+    send_reply(Some(active), reply);
+    Action::Pause
+}
+
+/// Sends the filter's own JSON reply, with the security headers already on
+/// it (the response phase sets them again, replacing, not duplicating).
+pub(super) fn send_reply(active: Option<&Active>, reply: Option<LocalReply>) {
+    let reply = reply.unwrap_or_else(|| LocalReply::error(503, "Service unavailable"));
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    headers.extend(reply.headers.iter().map(|(n, v)| (*n, v.as_str())));
+    if let Some(active) = active {
+        headers.extend(active.config.security_headers.iter());
+    }
+    if hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).is_err() {
+        host::log(
+            LogLevel::Error,
+            "rag-guard: could not send a local reply; resetting the stream",
+        );
+        let _ = hostcalls::reset_http_request();
+    }
+}

@@ -1,0 +1,289 @@
+//! The request context: headers phase (decision), body phase (inspection)
+//! and response phase (headers).
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+
+use crate::admission::{self, Outcome, RequestView};
+use crate::auth::client_address::parse_source_address;
+use crate::http::response_headers;
+use crate::http::{FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER, SECRET_HEADER};
+use crate::inspection::verdict::{flag_categories, BodyVerdict};
+use crate::ops::events::SecurityEvent;
+use crate::ops::usage::Kind;
+
+use super::active::Active;
+use super::host::{self, HostStore};
+use super::pending::PendingBody;
+use super::record::{count_request, count_side_effects, log_event, request_event};
+use super::reply::{refuse, refuse_body, reject_body, send_reply};
+use super::usage::record_usage;
+
+pub(super) struct RequestFilter {
+    /// None when the configuration was refused: every request then gets 503.
+    active: Option<Rc<Active>>,
+    /// Rate-limit headers to put on the upstream's response.
+    response_headers: Vec<(&'static str, String)>,
+    /// Set while the body of an inspected route is being buffered.
+    pending: Option<PendingBody>,
+}
+
+impl RequestFilter {
+    pub(super) fn new(active: Option<Rc<Active>>) -> Self {
+        RequestFilter {
+            active,
+            response_headers: Vec::new(),
+            pending: None,
+        }
+    }
+}
+
+impl Context for RequestFilter {}
+
+impl HttpContext for RequestFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(active) = self.active.clone() else {
+            send_reply(None, Outcome::Unavailable.reply());
+            return Action::Pause;
+        };
+        let Ok(headers) = host::request_headers() else {
+            return refuse(&active, Outcome::Unavailable);
+        };
+
+        let (mut authority, mut path, mut method) = (None, &b""[..], &b""[..]);
+        let (mut content_type, mut content_length) = (None, None);
+        let mut api_keys: Vec<&[u8]> = Vec::new();
+        let mut admin_secrets: Vec<&[u8]> = Vec::new();
+        let mut has_identity_headers = false;
+        for (name, value) in &headers {
+            match name.as_str() {
+                ":authority" => authority = Some(value.as_slice()),
+                ":path" => path = value.as_slice(),
+                ":method" => method = value.as_slice(),
+                "content-type" => content_type = Some(value.as_slice()),
+                "content-length" => content_length = Some(value.as_slice()),
+                KEY_NAME_HEADER | KEY_TIER_HEADER | FLAGS_HEADER => has_identity_headers = true,
+                SECRET_HEADER => admin_secrets.push(value.as_slice()),
+                n if n == active.config.api_key_header => api_keys.push(value.as_slice()),
+                _ => {}
+            }
+        }
+        let mut request = RequestView {
+            authority,
+            path,
+            method,
+            api_keys: &api_keys,
+            client_ip: None,
+            admin_secrets: &admin_secrets,
+        };
+        // Host calls for the address, the clock and shared data only when
+        // the decision needs them.
+        let mut now_ns = 0;
+        let decision = match admission::decide_early(&active.config, &request) {
+            Some(early) => early,
+            None => {
+                let Some(now) = host::now_unix_nanos() else {
+                    return refuse(&active, Outcome::Unavailable);
+                };
+                now_ns = now;
+                request.client_ip =
+                    host::source_address().and_then(|raw| parse_source_address(&raw));
+                admission::decide(&active.config, &request, &HostStore, now)
+            }
+        };
+        count_side_effects(&active, &decision);
+        // A request held for body inspection is counted once its body is
+        // judged (as forwarded or as invalid input), not twice.
+        let inspection = &active.config.body_inspection;
+        let inspected_route = decision
+            .reply
+            .is_none()
+            .then(|| inspection.route_index(method, path))
+            .flatten();
+        if inspected_route.is_none() {
+            count_request(&active, decision.outcome, decision.key);
+        }
+        log_event(&active, &decision, &request, now_ns);
+        let usage_key = decision.forwarded_identity().map(|k| k.sha256);
+        if let Some(key) = decision.key {
+            if decision.outcome.decision() == "rate_limited" {
+                record_usage(&active, &key.sha256, Kind::RateLimited, now_ns);
+            }
+        }
+
+        if decision.reply.is_some() {
+            send_reply(Some(&active), decision.reply);
+            return Action::Pause;
+        }
+        // Forwarded: the upstream never sees the key, and sees identity
+        // headers only when the filter wrote them. Headers that are absent
+        // cost no host call.
+        let identity = decision.forwarded_identity();
+        let mut applied = Ok(());
+        if !api_keys.is_empty() {
+            applied =
+                applied.and_then(|_| host::set_request_header(&active.config.api_key_header, None));
+        }
+        if !admin_secrets.is_empty() {
+            applied = applied.and_then(|_| host::set_request_header(SECRET_HEADER, None));
+        }
+        if identity.is_some() || has_identity_headers {
+            applied = applied
+                .and_then(|_| {
+                    host::set_request_header(KEY_NAME_HEADER, identity.map(|k| k.name.as_str()))
+                })
+                .and_then(|_| {
+                    host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
+                })
+                .and_then(|_| host::set_request_header(FLAGS_HEADER, None));
+        }
+        if applied.is_err() {
+            return refuse(&active, Outcome::Unavailable);
+        }
+        self.response_headers = decision.response_headers.clone();
+
+        // Inspected routes: nothing goes upstream until the body is checked.
+        let Some(route_index) = inspected_route else {
+            if let Some(key) = &usage_key {
+                record_usage(&active, key, Kind::Admitted, now_ns);
+            }
+            return Action::Continue;
+        };
+        let route = &inspection.routes[route_index];
+        let event = SecurityEvent {
+            event: "validation_failed",
+            ..request_event(&decision, &request)
+        };
+        let pending = PendingBody {
+            route: route_index,
+            size: 0,
+            event,
+            key: usage_key,
+            outcome: decision.outcome,
+            now_ns,
+        };
+        if let Err(rejection) = inspection.check_headers(route, content_type, content_length) {
+            reject_body(&active, rejection, &pending, &self.response_headers);
+            return Action::Pause;
+        }
+        if end_of_stream {
+            // No body at all: judged as an empty one.
+            return self.finish_body(&active, pending, &[]);
+        }
+        self.pending = Some(pending);
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(active), Some(pending)) = (self.active.clone(), self.pending.as_mut()) else {
+            return Action::Continue;
+        };
+        pending.size = body_size;
+        let inspection = &active.config.body_inspection;
+        let Some(route) = inspection.routes.get(pending.route) else {
+            return refuse_body(&active);
+        };
+        if let Some(rejection) = inspection.over_limit(route, body_size) {
+            if let Some(pending) = self.pending.take() {
+                reject_body(&active, rejection, &pending, &self.response_headers);
+            }
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.finish_pending(&active)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // HTTP/2 with trailers: the body ended before them.
+        match self.active.clone() {
+            Some(active) if self.pending.is_some() => self.finish_pending(&active),
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // Two host calls (read the map, write it back) instead of one per
+        // header: the response phase runs on every request.
+        let Some(active) = &self.active else {
+            return Action::Continue;
+        };
+        if let Ok(headers) = host::response_headers() {
+            let headers = response_headers::apply(
+                headers,
+                &active.config.security_headers,
+                &self.response_headers,
+            );
+            if host::set_response_headers(&headers).is_err() {
+                host::log(LogLevel::Error, "rag-guard: could not set response headers");
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl RequestFilter {
+    fn finish_pending(&mut self, active: &Active) -> Action {
+        let Some(pending) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let body = match host::request_body(pending.size) {
+            Ok(body) => body,
+            Err(_) => return refuse_body(active),
+        };
+        self.finish_body(active, pending, &body)
+    }
+
+    /// Judges a complete body: forward (with report-only flags) or reject.
+    fn finish_body(&mut self, active: &Active, pending: PendingBody, body: &[u8]) -> Action {
+        let inspection = &active.config.body_inspection;
+        let Some(route) = inspection.routes.get(pending.route) else {
+            return refuse_body(active);
+        };
+        let started = host::now_unix_nanos();
+        let verdict = inspection.inspect(route, body);
+        if let (Some(start), Some(end)) = (started, host::now_unix_nanos()) {
+            active
+                .metrics
+                .record_inspection_us(end.saturating_sub(start) / 1000);
+        }
+        if !matches!(verdict, BodyVerdict::Reject(_)) {
+            let key = pending.key.as_ref().and_then(|d| active.config.keys.get(d));
+            count_request(active, pending.outcome, key);
+            if let Some(key) = &pending.key {
+                record_usage(active, key, Kind::Admitted, pending.now_ns);
+            }
+        }
+        let event = pending.event.clone();
+        match verdict {
+            BodyVerdict::Pass { flags } if flags.is_empty() => Action::Continue,
+            BodyVerdict::Pass { flags } => {
+                // One event per match: field, category and rule id.
+                for flag in &flags {
+                    active.metrics.count_flag(flag.category);
+                    let flagged = SecurityEvent {
+                        event: "input_flagged",
+                        reason: "report_only",
+                        field: Some(flag.field.clone()),
+                        category: Some(flag.category.as_str()),
+                        rule: Some(flag.rule_id.clone()),
+                        ..event.clone()
+                    };
+                    host::log(LogLevel::Warn, &flagged.to_json());
+                }
+                let names: Vec<&str> = flag_categories(&flags).iter().map(|c| c.as_str()).collect();
+                if host::set_request_header(FLAGS_HEADER, Some(&names.join(","))).is_err() {
+                    return refuse_body(active);
+                }
+                Action::Continue
+            }
+            BodyVerdict::Reject(rejection) => {
+                reject_body(active, rejection, &pending, &self.response_headers);
+                Action::Pause
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The root context: applies a configuration (`on_configure`), flushes
+//! usage on the tick, and creates a request context per request.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+
+use crate::auth::failed_auth;
+use crate::config::{self};
+use crate::key_state::{self};
+use crate::ops::usage::{self};
+
+use super::active::Active;
+use super::host::{self, HostStore};
+use super::metrics::Metrics;
+use super::request::RequestFilter;
+use super::usage::flush_usage;
+
+pub(super) struct RootFilter {
+    pub(super) active: Option<Rc<Active>>,
+}
+
+impl Context for RootFilter {}
+
+impl RootContext for RootFilter {
+    fn on_configure(&mut self, size: usize) -> bool {
+        match configure(size) {
+            Ok((active, created)) => {
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "rag-guard: configuration applied ({} keys, {} tiers, {created} shared-data entries created)",
+                        active.config.keys.len(),
+                        active.config.tiers.len(),
+                    ),
+                );
+                self.active = Some(Rc::new(active));
+                // Every worker (and the main thread, which has nothing to
+                // flush) adds its usage counts to shared data on this tick.
+                let period = Duration::from_secs(usage::FLUSH_INTERVAL_SECS);
+                if hostcalls::set_tick_period(period).is_err() {
+                    host::log(
+                        LogLevel::Error,
+                        "rag-guard: cannot start the usage flush timer",
+                    );
+                }
+                true
+            }
+            Err(message) => {
+                host::log(
+                    LogLevel::Error,
+                    &format!("rag-guard: configuration refused: {message}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        flush_usage(self.active.as_deref());
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(RequestFilter::new(self.active.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Parses the configuration and creates the shared-data entries it needs
+/// (state and usage entry per key, failed-auth table), leaving existing ones
+/// as they are.
+fn configure(size: usize) -> Result<(Active, usize), String> {
+    let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+        .map_err(|s| format!("cannot read the plugin configuration ({s:?})"))?
+        .unwrap_or_default();
+    let config = config::parse(&bytes).map_err(|e| e.to_string())?;
+    let digests = || config.keys.iter().map(|k| &k.sha256);
+    let buckets = key_state::ensure_entries(&HostStore, digests())
+        .map_err(|e| format!("cannot create per-key state entries: {e}"))?
+        + usage::ensure_entries(&HostStore, digests())
+            .map_err(|e| format!("cannot create usage entries: {e}"))?;
+    let slots = failed_auth::ensure_table(&HostStore)
+        .map_err(|e| format!("cannot create the failed-auth table: {e}"))?;
+    let metrics = Metrics::define(&config).map_err(|s| format!("cannot define metrics ({s:?})"))?;
+    let active = Active {
+        config,
+        metrics,
+        info_enabled: host::log_enabled_at(LogLevel::Info),
+    };
+    Ok((active, buckets + slots))
+}

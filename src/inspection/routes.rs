@@ -1,0 +1,190 @@
+//! Which requests are inspected: the routes, their JSON schema (one rule
+//! per field) and the action of each screening category.
+//!
+//! Route matching uses the normalized path (Envoy's `normalize_path` and
+//! `merge_slashes`) without its query string and without a trailing `/`,
+//! and the method: `/query`, `/query/`, `//query` and `/query?x=1` are all
+//! the route `/query`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::http::path_only;
+use crate::inspection::rules::{Category, RuleSet};
+
+/// What to do when a category matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Refuse the request with 400.
+    Block,
+    /// Log, count, and tell the upstream in `x-rag-guard-flags`; forward.
+    Report,
+    /// Do not check this category.
+    Off,
+}
+
+/// How a field is validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldKind {
+    /// A string: character limits on the whitespace-collapsed text, a byte
+    /// limit on the raw text, and the categories it is screened for.
+    String {
+        min_chars: usize,
+        max_chars: usize,
+        max_bytes: usize,
+        screen: Vec<Category>,
+    },
+    /// A file name: no path components (also after NFKC, so fullwidth or
+    /// look-alike slashes count), no `:` (drive letters, NTFS streams), no
+    /// control or format characters, not a Windows device name, and an
+    /// allowed extension; then screened for `screen`.
+    Filename {
+        max_chars: usize,
+        extensions: Vec<String>,
+        screen: Vec<Category>,
+    },
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    Number {
+        min: f64,
+        max: f64,
+    },
+    Boolean,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldRule {
+    pub kind: FieldKind,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRule {
+    /// Without a trailing slash.
+    pub path: String,
+    pub method: String,
+    pub max_body_bytes: usize,
+    pub allow_unknown_fields: bool,
+    pub fields: BTreeMap<String, FieldRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BodyInspection {
+    pub routes: Vec<RouteRule>,
+    pub actions: BTreeMap<Category, Action>,
+    pub rules: RuleSet,
+}
+
+impl BodyInspection {
+    /// The inspected route for this method and path, if any.
+    pub fn route(&self, method: &[u8], path: &[u8]) -> Option<&RouteRule> {
+        self.route_index(method, path)
+            .and_then(|i| self.routes.get(i))
+    }
+
+    /// The index in `routes` of the inspected route, if any.
+    pub fn route_index(&self, method: &[u8], path: &[u8]) -> Option<usize> {
+        let path = path_only(path);
+        let path = match path {
+            [rest @ .., b'/'] if !rest.is_empty() => rest,
+            p => p,
+        };
+        self.routes
+            .iter()
+            .position(|r| r.path.as_bytes() == path && r.method.as_bytes() == method)
+    }
+
+    /// What to do when `category` matches (default: block).
+    pub fn action(&self, category: Category) -> Action {
+        self.actions
+            .get(&category)
+            .copied()
+            .unwrap_or(Action::Block)
+    }
+}
+
+/// Largest body a route may declare: the shipped Envoy buffer limit
+/// (`per_connection_buffer_limit_bytes`) must be at least this.
+pub const MAX_ROUTE_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The default routes of a typical RAG API.
+pub fn default_routes() -> Vec<RouteRule> {
+    let all = Category::ALL.to_vec();
+    let mut query = BTreeMap::new();
+    query.insert(
+        "question".to_string(),
+        FieldRule {
+            kind: FieldKind::String {
+                min_chars: 1,
+                max_chars: 2000,
+                max_bytes: 16 * 1024,
+                screen: all,
+            },
+            required: true,
+        },
+    );
+    query.insert(
+        "max_sources".to_string(),
+        FieldRule {
+            kind: FieldKind::Integer { min: 1, max: 10 },
+            required: false,
+        },
+    );
+    query.insert(
+        "temperature".to_string(),
+        FieldRule {
+            kind: FieldKind::Number { min: 0.0, max: 2.0 },
+            required: false,
+        },
+    );
+    let mut documents = BTreeMap::new();
+    documents.insert(
+        "filename".to_string(),
+        FieldRule {
+            kind: FieldKind::Filename {
+                max_chars: 255,
+                extensions: [".txt", ".pdf", ".docx", ".md"].map(String::from).to_vec(),
+                screen: vec![Category::Xss, Category::PathTraversal],
+            },
+            required: true,
+        },
+    );
+    // Document content is size-checked, not screened, by default: it
+    // legitimately contains code, SQL and markup, and screening 10 MB costs
+    // seconds of a worker's CPU (about 0.7 s per MB in wasm). Operators who
+    // want indirect-prompt-injection screening of documents configure the
+    // route with `"screen": ["prompt_injection"]` and a lower max_bytes.
+    documents.insert(
+        "content".to_string(),
+        FieldRule {
+            kind: FieldKind::String {
+                min_chars: 0,
+                max_chars: usize::MAX,
+                max_bytes: 10 * 1024 * 1024,
+                screen: Vec::new(),
+            },
+            required: true,
+        },
+    );
+    vec![
+        RouteRule {
+            path: "/query".into(),
+            method: "POST".into(),
+            max_body_bytes: 64 * 1024,
+            allow_unknown_fields: false,
+            fields: query,
+        },
+        RouteRule {
+            path: "/documents".into(),
+            method: "POST".into(),
+            // 10 MiB of content, JSON-escaped, plus the envelope.
+            max_body_bytes: 10 * 1024 * 1024 + 64 * 1024,
+            allow_unknown_fields: false,
+            fields: documents,
+        },
+    ]
+}

@@ -1,0 +1,103 @@
+//! What inspecting a body decides: pass (with report-only flags) or a
+//! rejection that names the field and category, never the payload.
+
+use serde_json::Value;
+
+use crate::inspection::routes::RouteRule;
+use crate::inspection::rules::Category;
+
+/// The outcome of inspecting one body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyVerdict {
+    /// Forward; `flags` are the report-only matches.
+    Pass {
+        flags: Vec<Flag>,
+    },
+    Reject(Rejection),
+}
+
+/// A report-only match: which configured field, category and rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flag {
+    pub field: String,
+    pub category: Category,
+    pub rule_id: String,
+}
+
+/// The distinct categories of `flags`, in category order (the value of
+/// `x-rag-guard-flags`).
+pub fn flag_categories(flags: &[Flag]) -> Vec<Category> {
+    let mut out: Vec<Category> = flags.iter().map(|f| f.category).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub status: u32,
+    pub detail: String,
+    pub field: Option<String>,
+    pub category: Option<Category>,
+    pub rule_id: Option<String>,
+    /// Short machine reason for events and metrics.
+    pub reason: &'static str,
+}
+
+impl Rejection {
+    pub(super) fn new(status: u32, reason: &'static str, detail: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            detail: detail.into(),
+            field: None,
+            category: None,
+            rule_id: None,
+            reason,
+        }
+    }
+
+    pub(super) fn field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_string());
+        self
+    }
+
+    /// The JSON reply body: `detail`, and `field` / `category` when known.
+    /// Never the payload.
+    pub fn body(&self) -> Vec<u8> {
+        let mut v = serde_json::json!({ "detail": self.detail });
+        if let Some(f) = &self.field {
+            v["field"] = Value::String(f.clone());
+        }
+        if let Some(c) = self.category {
+            v["category"] = Value::String(c.as_str().to_string());
+        }
+        v.to_string().into_bytes()
+    }
+}
+
+/// Every `Rejection::reason`, for metrics.
+pub const REJECTION_REASONS: [&str; 10] = [
+    "unsupported_media_type",
+    "body_too_large",
+    "bad_content_length",
+    "invalid_json",
+    "duplicate_key",
+    "unknown_field",
+    "missing_field",
+    "invalid_field",
+    "path_traversal",
+    "malicious_pattern",
+];
+
+pub const BLOCKED_DETAIL: &str = "Invalid input detected: potentially malicious pattern";
+
+pub(super) fn too_large(route: &RouteRule) -> Rejection {
+    Rejection::new(
+        413,
+        "body_too_large",
+        format!(
+            "Request body too large (limit {} bytes)",
+            route.max_body_bytes
+        ),
+    )
+}

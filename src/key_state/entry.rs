@@ -1,0 +1,135 @@
+//! The layout of a key's shared-data entry, its creation at configure
+//! time, and reading it (see the `key_state` module for what it holds).
+
+use crate::auth::digest::{to_hex, Digest};
+use crate::auth::leak_detection::{AddressWindow, SLOTS, SLOT_LEN};
+use crate::limits::token_bucket::{BucketState, STATE_LEN};
+use crate::shared_store::{create_missing, SharedStore, StoreError};
+
+pub const ENTRY_PREFIX: &str = "rag-guard/v2/key/";
+const VERSION: u8 = 2;
+const BUCKETS_AT: usize = 1;
+const REVOKED_AT: usize = BUCKETS_AT + STATE_LEN;
+const WINDOW_AT: usize = REVOKED_AT + 1 + 8;
+/// Encoded size of a [`KeyState`].
+pub const ENTRY_LEN: usize = WINDOW_AT + SLOTS * SLOT_LEN;
+
+/// CAS attempts of an admin change before it gives up (503).
+pub const MAX_ADMIN_CAS_ATTEMPTS: usize = 16;
+
+/// Who revoked a key at runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokedBy {
+    Admin,
+    LeakDetection,
+}
+
+impl RevokedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokedBy::Admin => "admin",
+            RevokedBy::LeakDetection => "leak_detection",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            RevokedBy::Admin => 1,
+            RevokedBy::LeakDetection => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Option<Self>> {
+        match code {
+            0 => Some(None),
+            1 => Some(Some(RevokedBy::Admin)),
+            2 => Some(Some(RevokedBy::LeakDetection)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    pub by: RevokedBy,
+    pub at_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyState {
+    pub buckets: BucketState,
+    pub revoked: Option<Revocation>,
+    pub addresses: AddressWindow,
+}
+
+impl KeyState {
+    pub fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut out = [0u8; ENTRY_LEN];
+        out[0] = VERSION;
+        out[BUCKETS_AT..REVOKED_AT].copy_from_slice(&self.buckets.encode());
+        if let Some(r) = self.revoked {
+            out[REVOKED_AT] = r.by.code();
+            out[REVOKED_AT + 1..WINDOW_AT].copy_from_slice(&r.at_secs.to_le_bytes());
+        }
+        self.addresses.encode_into(&mut out[WINDOW_AT..]);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != ENTRY_LEN || bytes[0] != VERSION {
+            return None;
+        }
+        let by = RevokedBy::from_code(bytes[REVOKED_AT])?;
+        let at_secs = u64::from_le_bytes(bytes.get(REVOKED_AT + 1..WINDOW_AT)?.try_into().ok()?);
+        Some(KeyState {
+            buckets: BucketState::decode(&bytes[BUCKETS_AT..REVOKED_AT])?,
+            revoked: by.map(|by| Revocation { by, at_secs }),
+            addresses: AddressWindow::decode(&bytes[WINDOW_AT..])?,
+        })
+    }
+}
+
+pub fn entry_key(digest: &Digest) -> String {
+    format!("{ENTRY_PREFIX}{}", to_hex(digest))
+}
+
+/// Creates the entry of every digest that has none; existing entries (what
+/// they have spent, their revocation) are left alone. Returns how many were
+/// created.
+pub fn ensure_entries<'a>(
+    store: &dyn SharedStore,
+    digests: impl Iterator<Item = &'a Digest>,
+) -> Result<usize, StoreError> {
+    create_missing(store, digests.map(entry_key), &KeyState::default().encode())
+}
+
+/// The key's state, if it has a readable entry.
+pub fn read(store: &dyn SharedStore, digest: &Digest) -> Result<Option<KeyState>, StoreError> {
+    Ok(store
+        .get(&entry_key(digest))?
+        .and_then(|v| KeyState::decode(&v.value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_round_trips_and_rejects_junk() {
+        let mut s = KeyState::default();
+        s.buckets.at_ns = 42;
+        s.buckets.used = [1, 2, 3];
+        s.revoked = Some(Revocation {
+            by: RevokedBy::LeakDetection,
+            at_secs: 7,
+        });
+        s.addresses.observe(5, 6, 300, true);
+        let bytes = s.encode();
+        assert_eq!(bytes.len(), 299);
+        assert_eq!(KeyState::decode(&bytes), Some(s));
+        assert_eq!(KeyState::decode(&bytes[..298]), None);
+        let mut bad = bytes;
+        bad[REVOKED_AT] = 9;
+        assert_eq!(KeyState::decode(&bad), None);
+    }
+}
