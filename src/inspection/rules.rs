@@ -6,10 +6,10 @@
 //! `regex-lite`; it took 4.1 ms per 2,000-character question (no automata,
 //! no literal prefilters) against 90 us for `regex` (docs/performance.md).
 //! A text is screened in up to two forms: its normalized form, and, when
-//! it contains percent-, HTML-entity- or `\x`-escapes, the normalized forms of the text with those escapes decoded once and twice
-//! (payload lists hide `<script>` as `%3Cscript`, `%253Cscript` or
-//! `&#60;script`). The first rule
-//! that matches, in category order, decides.
+//! it contains percent-, HTML-entity- or `\x`-escapes, the normalized forms
+//! of the text with those escapes decoded once and twice (payload lists
+//! hide `<script>` as `%3Cscript`, `%253Cscript` or `&#60;script`). The
+//! first rule that matches, in category order, decides.
 //!
 //! The rules aim at the syntax of attacks rather than at topics: a
 //! question *about* SQL ("how do I drop a table in Postgres?") has no quote
@@ -257,10 +257,6 @@ pub struct RuleSet {
     pub special_char_ratio: f64,
 }
 
-/// Texts shorter than this are not judged by their special-character
-/// ratio (`"?"` alone is 100% punctuation).
-pub const SPECIAL_RATIO_MIN_CHARS: usize = 8;
-
 impl RuleSet {
     /// Compiles the default rules plus `extra` (category, id, pattern),
     /// leaving out the categories in `disabled`. A bad pattern is an error
@@ -336,19 +332,22 @@ impl RuleSet {
     }
 }
 
-/// Share of characters that are ASCII punctuation or symbols (the
-/// characters injection syntax is built from); 0 for texts shorter than
-/// [`SPECIAL_RATIO_MIN_CHARS`]. Emoji, kaomoji and other scripts' symbols
-/// do not count: they build no injection and real users send them.
+/// Share of characters that are neither alphanumeric nor whitespace, in
+/// any script (punctuation, symbols, emoji), as the seed's rule counts them:
+/// a text of any length, so a 7-character payload of symbols or a question
+/// made of another script's symbols is judged like any other. 0 for an
+/// empty text.
 pub fn special_ratio(normalized: &str) -> f64 {
-    let total = normalized.chars().count();
-    if total < SPECIAL_RATIO_MIN_CHARS {
+    let (mut total, mut special) = (0usize, 0usize);
+    for c in normalized.chars() {
+        total += 1;
+        if !c.is_alphanumeric() && !c.is_whitespace() {
+            special += 1;
+        }
+    }
+    if total == 0 {
         return 0.0;
     }
-    let special = normalized
-        .chars()
-        .filter(|c| c.is_ascii_punctuation())
-        .count();
     special as f64 / total as f64
 }
 
@@ -431,8 +430,20 @@ mod tests {
                 "!!!!@@@@####$$$$ hi"
             )) > 0.3
         );
-        assert_eq!(special_ratio("?!"), 0.0);
         assert!(first("}{}{}{}{][][][;;;;;;").is_some());
+        // Any length, any script: short payloads and other scripts' symbols
+        // count; letters and digits of any script do not.
+        assert_eq!(special_ratio(""), 0.0);
+        assert_eq!(special_ratio("?!"), 1.0);
+        assert!(first("}{;<>|&").is_some(), "7 symbols");
+        assert!(
+            first("\u{00BF}\u{00A1}\u{300C}\u{300D}\u{2605}\u{2192}\u{00A7}\u{2022} why").is_some()
+        );
+        assert_eq!(
+            special_ratio("\u{4F60}\u{597D} \u{0645}\u{0631}\u{062D}\u{0628}\u{0627} 42"),
+            0.0
+        );
+        assert_eq!(first("Combien coûte l'abonnement ?"), None);
     }
 
     #[test]
