@@ -112,8 +112,8 @@ def main() -> int:
     scenarios = [
         ("passthrough (no filter)", "plain", "/health", [], None),
         ("rag-guard, public path", "guard", "/health", [], None),
-        ("rag-guard, authenticated (key + limiter)", "guard", "/query", auth, None),
-        ("rag-guard, authenticated, usage bookkeeping off", "no-usage", "/query", auth, None),
+        ("rag-guard, authenticated (key + limiter)", "guard", "/documents", auth, None),
+        ("rag-guard, authenticated, usage bookkeeping off", "no-usage", "/documents", auth, None),
         ("rag-guard, POST /query, 2,000-char question (+ inspection)", "guard", "/query", auth,
          str(scripts / "question.lua")),
         ("passthrough, POST 1 MB body", "plain", "/documents", [], str(scripts / "document.lua")),

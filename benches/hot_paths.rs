@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rag_guard::admission::{decide, RequestView};
 use rag_guard::auth::digest::{sha256, sha256_hex};
-use rag_guard::auth::failed_auth;
+use rag_guard::auth::failed_auth::FailedAuthTable;
 use rag_guard::auth::leak_detection::{address_tag, LeakDetection};
 use rag_guard::config;
 use rag_guard::inspection::normalization::normalize;
@@ -49,7 +49,10 @@ fn main() {
     };
     let store = MemoryStore::new();
     let _ = key_state::ensure_entries(&store, cfg.keys.iter().map(|k| &k.sha256));
-    let _ = failed_auth::ensure_table(&store);
+    let Ok((auth_table, _)) = FailedAuthTable::open(&store, || Some([7; 16])) else {
+        eprintln!("cannot create the failed-auth table");
+        return;
+    };
     let limits = Limits {
         per_minute: 1_000_000,
         per_hour: 100_000_000,
@@ -160,13 +163,14 @@ fn main() {
                 .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
         ),
         admin_secrets: &[],
+        method_override: false,
     };
     time(
         "admission::decide, authenticated + limiter + headers",
         100_000,
         || {
             now += 1000;
-            black_box(decide(&cfg, &req, &store, now));
+            black_box(decide(&cfg, &auth_table, &req, &store, now));
         },
     );
 }

@@ -23,6 +23,8 @@ pub struct RequestView<'a> {
     pub client_ip: Option<IpAddr>,
     /// Every value of the admin secret header (read on admin paths only).
     pub admin_secrets: &'a [&'a [u8]],
+    /// The request carries a method-override header (`http::METHOD_OVERRIDE_HEADERS`).
+    pub method_override: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

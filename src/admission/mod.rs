@@ -17,7 +17,7 @@ mod tests;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::auth::failed_auth;
+use crate::auth::failed_auth::{self, FailedAuthTable};
 use crate::config::Config;
 use crate::ops::admin::{self, AdminRequest};
 use crate::shared_store::SharedStore;
@@ -29,11 +29,15 @@ pub use decision::{Decision, RequestView};
 pub use outcome::Outcome;
 
 /// The decisions that need neither the client's address, the clock nor
-/// shared data: a rejected host or a public path. None: call [`decide`].
+/// shared data: a rejected host, a method-override header, or a public
+/// path. None: call [`decide`].
 /// (The adapter asks this first and skips those host calls when it can.)
 pub fn decide_early(config: &Config, req: &RequestView<'_>) -> Option<Decision<'static>> {
     if !config.allowed_hosts.allows(req.authority) {
         return Some(Decision::of(Outcome::HostRejected));
+    }
+    if req.method_override {
+        return Some(Decision::of(Outcome::MethodOverride));
     }
     if admin::is_admin_path(config, req.path) {
         return None;
@@ -47,6 +51,7 @@ pub fn decide_early(config: &Config, req: &RequestView<'_>) -> Option<Decision<'
 /// Decides what to do with a request. `now_ns` is Unix nanoseconds.
 pub fn decide<'c>(
     config: &'c Config,
+    auth_table: &FailedAuthTable,
     req: &RequestView<'_>,
     store: &dyn SharedStore,
     now_ns: u64,
@@ -57,7 +62,7 @@ pub fn decide<'c>(
 
     // Addresses with too many recent failures get no further.
     let ip = req.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    match failed_auth::blocked_for(store, ip, config.failed_auth_per_minute, now_ns) {
+    match auth_table.blocked_for(store, ip, config.failed_auth_per_minute, now_ns) {
         Ok(None) => {}
         Ok(Some(secs)) => {
             let mut d = Decision::of(Outcome::AuthBlocked);
@@ -76,7 +81,7 @@ pub fn decide<'c>(
         };
         let answer = admin::handle(config, &admin_req, store, now_ns);
         if answer.status.is_auth_failure() {
-            if let Some(blocked) = record_failure(config, store, ip, now_ns) {
+            if let Some(blocked) = record_failure(config, auth_table, store, ip, now_ns) {
                 return blocked;
             }
         }
@@ -93,7 +98,7 @@ pub fn decide<'c>(
         // Decided by the CAS that counts the failure: if other workers used
         // up the address's budget since the check above, this is a blocked
         // request too. A failure that cannot be recorded keeps its answer.
-        if let Some(blocked) = record_failure(config, store, ip, now_ns) {
+        if let Some(blocked) = record_failure(config, auth_table, store, ip, now_ns) {
             return blocked;
         }
         Decision {
@@ -122,11 +127,12 @@ pub fn decide<'c>(
 /// address has now used up its budget.
 fn record_failure(
     config: &Config,
+    auth_table: &FailedAuthTable,
     store: &dyn SharedStore,
     ip: IpAddr,
     now_ns: u64,
 ) -> Option<Decision<'static>> {
-    let blocked = failed_auth::record_failure(store, ip, config.failed_auth_per_minute, now_ns);
+    let blocked = auth_table.record_failure(store, ip, config.failed_auth_per_minute, now_ns);
     if let Ok(true) = blocked {
         let mut d = Decision::of(Outcome::AuthBlocked);
         let secs = failed_auth::one_failure_secs(config.failed_auth_per_minute);

@@ -24,6 +24,8 @@ pub enum Outcome {
     /// Revoked at runtime (admin API or leak detection): 403.
     RevokedKey(RevokedBy),
     HostRejected,
+    /// A method-override header (`X-HTTP-Method-Override` and kin): 400.
+    MethodOverride,
     /// Too many failed authentications from the client's address.
     AuthBlocked,
     RateLimited(LimitKind),
@@ -37,7 +39,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 22] = [
+    pub const ALL: [Outcome; 23] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::RateLimitStatus,
@@ -49,6 +51,7 @@ impl Outcome {
         Outcome::RevokedKey(RevokedBy::Admin),
         Outcome::RevokedKey(RevokedBy::LeakDetection),
         Outcome::HostRejected,
+        Outcome::MethodOverride,
         Outcome::AuthBlocked,
         Outcome::RateLimited(LimitKind::Burst),
         Outcome::RateLimited(LimitKind::Minute),
@@ -75,6 +78,7 @@ impl Outcome {
             Outcome::DisabledKey => "disabled_key",
             Outcome::RevokedKey(_) => "revoked_key",
             Outcome::HostRejected => "host_rejected",
+            Outcome::MethodOverride => "method_override",
             Outcome::AuthBlocked => "auth_blocked",
             Outcome::RateLimited(LimitKind::Burst) => "rate_limited_burst",
             Outcome::RateLimited(LimitKind::Minute) => "rate_limited_minute",
@@ -96,6 +100,7 @@ impl Outcome {
             Outcome::ExpiredKey => "expired",
             Outcome::DisabledKey | Outcome::RevokedKey(_) => "revoked",
             Outcome::HostRejected => "host_rejected",
+            Outcome::MethodOverride => "bad_request",
             Outcome::AuthBlocked | Outcome::RateLimited(_) | Outcome::RateLimitContention => {
                 "rate_limited"
             }
@@ -117,6 +122,7 @@ impl Outcome {
             Outcome::DisabledKey => "config",
             Outcome::RevokedKey(by) => by.as_str(),
             Outcome::HostRejected => "host",
+            Outcome::MethodOverride => "method_override",
             Outcome::AuthBlocked => "failed_auth",
             Outcome::RateLimited(kind) => kind.as_str(),
             Outcome::RateLimitContention => "contention",
@@ -159,6 +165,7 @@ impl Outcome {
                 (403, "API key revoked due to suspicious activity")
             }
             Outcome::HostRejected => (400, "Invalid host header"),
+            Outcome::MethodOverride => (400, "Method override headers are not accepted"),
             Outcome::AuthBlocked => (429, "Too many failed authentication attempts"),
             Outcome::RateLimitContention => (
                 429,

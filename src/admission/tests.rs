@@ -31,8 +31,27 @@ fn config_with(extra: &str) -> Config {
 fn store_for(c: &Config) -> MemoryStore {
     let store = MemoryStore::new();
     crate::key_state::ensure_entries(&store, c.keys.iter().map(|k| &k.sha256)).unwrap();
-    failed_auth::ensure_table(&store).unwrap();
+    FailedAuthTable::open(&store, || Some(TABLE_KEY)).unwrap();
     store
+}
+
+const TABLE_KEY: [u8; 16] = [7; 16];
+
+/// `super::decide` with the failed-auth table `store_for` created.
+fn decide<'c>(
+    c: &'c Config,
+    req: &RequestView<'_>,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> Decision<'c> {
+    let half = u64::from_le_bytes([7; 8]);
+    super::decide(
+        c,
+        &FailedAuthTable::with_key(half, half),
+        req,
+        store,
+        now_ns,
+    )
 }
 
 fn view<'a>(keys: &'a [&'a [u8]], path: &'a str, host: Option<&'a str>) -> RequestView<'a> {
@@ -43,6 +62,7 @@ fn view<'a>(keys: &'a [&'a [u8]], path: &'a str, host: Option<&'a str>) -> Reque
         api_keys: keys,
         client_ip: Some("192.0.2.10".parse().unwrap()),
         admin_secrets: &[],
+        method_override: false,
     }
 }
 
@@ -265,10 +285,6 @@ fn failed_authentications_block_the_address_before_key_checks() {
     // ...but not from another one.
     let mut other = good;
     other.client_ip = Some("198.51.100.77".parse().unwrap());
-    assert_ne!(
-        failed_auth::slot_of(other.client_ip.unwrap()),
-        failed_auth::slot_of("192.0.2.10".parse().unwrap())
-    );
     assert_eq!(decide(&c, &other, &store, NOW).outcome, Outcome::Allowed);
 }
 
@@ -401,7 +417,7 @@ fn store_failures_fail_closed() {
     assert_eq!(d.reply.unwrap().status, 503);
     // A store without buckets (never configured) refuses too.
     let empty = MemoryStore::new();
-    failed_auth::ensure_table(&empty).unwrap();
+    FailedAuthTable::open(&empty, || Some(TABLE_KEY)).unwrap();
     let d = decide(
         &c,
         &view(&[b"k-good"], "/q", Some("api.example.com")),
@@ -433,5 +449,33 @@ fn replies_are_fastapi_shaped() {
     assert_eq!(
         leak.detail().unwrap(),
         "API key revoked due to suspicious activity"
+    );
+}
+
+#[test]
+fn method_override_headers_are_refused_before_anything_else_but_the_host() {
+    let c = config_with("");
+    let store = store_for(&c);
+    for path in ["/query", "/health", "/rag-guard/admin/keys"] {
+        let req = RequestView {
+            method_override: true,
+            ..view(&[b"k-good"], path, Some("api.example.com"))
+        };
+        let d = decide(&c, &req, &store, NOW);
+        assert_eq!(d.outcome, Outcome::MethodOverride, "{path}");
+        let r = d.reply.unwrap();
+        assert_eq!(
+            (r.status, r.detail().unwrap().as_str()),
+            (400, "Method override headers are not accepted")
+        );
+        assert!(!d.outcome.is_auth_failure());
+    }
+    let elsewhere = RequestView {
+        method_override: true,
+        ..view(&[b"k-good"], "/query", Some("evil.example"))
+    };
+    assert_eq!(
+        decide(&c, &elsewhere, &store, NOW).outcome,
+        Outcome::HostRejected
     );
 }

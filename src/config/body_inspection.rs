@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::inspection::routes::{
-    default_routes, Action, BodyInspection, FieldKind, FieldRule, RouteRule, MAX_ROUTE_BODY_BYTES,
+    default_routes, Action, BodyInspection, FieldKind, FieldRule, OtherMethods, RouteRule,
+    MAX_ROUTE_BODY_BYTES,
 };
 use crate::inspection::rules::{Category, RuleSet};
 
@@ -21,6 +22,8 @@ pub(super) struct RawBodyInspection {
     extra_rules: Vec<RawRule>,
     #[serde(default = "default_ratio")]
     special_char_ratio: f64,
+    #[serde(default = "default_other_methods")]
+    other_methods: OtherMethods,
 }
 
 impl Default for RawBodyInspection {
@@ -30,12 +33,17 @@ impl Default for RawBodyInspection {
             categories: BTreeMap::new(),
             extra_rules: Vec::new(),
             special_char_ratio: default_ratio(),
+            other_methods: default_other_methods(),
         }
     }
 }
 
 fn default_ratio() -> f64 {
     0.3
+}
+
+fn default_other_methods() -> OtherMethods {
+    OtherMethods::Refuse
 }
 
 #[derive(Deserialize)]
@@ -52,6 +60,8 @@ struct RawRoute {
     path: String,
     #[serde(default = "default_method")]
     method: String,
+    #[serde(default)]
+    allow_methods: Vec<String>,
     max_body_bytes: usize,
     #[serde(default)]
     allow_unknown_fields: bool,
@@ -149,6 +159,7 @@ pub(super) fn parse_config(raw: RawBodyInspection) -> Result<BodyInspection, (St
         routes,
         actions,
         rules,
+        other_methods: raw.other_methods,
     })
 }
 
@@ -162,6 +173,15 @@ fn parse_route(i: usize, r: RawRoute) -> Result<RouteRule, (String, String)> {
     }
     if r.method.is_empty() || !r.method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err((field("method"), "must be an upper-case HTTP method".into()));
+    }
+    if r.allow_methods
+        .iter()
+        .any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) || *m == r.method)
+    {
+        return Err((
+            field("allow_methods"),
+            "must be upper-case HTTP methods other than the route's own method".into(),
+        ));
     }
     if r.max_body_bytes == 0 || r.max_body_bytes > MAX_ROUTE_BODY_BYTES {
         return Err((
@@ -253,6 +273,7 @@ fn parse_route(i: usize, r: RawRoute) -> Result<RouteRule, (String, String)> {
     Ok(RouteRule {
         path: r.path.trim_end_matches('/').to_string(),
         method: r.method,
+        allow_methods: r.allow_methods,
         max_body_bytes: r.max_body_bytes,
         allow_unknown_fields: r.allow_unknown_fields,
         fields,

@@ -108,6 +108,7 @@ pub(super) fn log_event(
             return;
         }
         Outcome::HostRejected => ("host_rejected", Severity::Warn, None),
+        Outcome::MethodOverride => ("method_override_rejected", Severity::Warn, None),
         Outcome::AuthBlocked => ("rate_limited", Severity::Warn, Some("failed_auth")),
         Outcome::RateLimited(kind) => ("rate_limited", Severity::Warn, Some(kind.as_str())),
         Outcome::RateLimitContention => ("rate_limited", Severity::Warn, Some("contention")),

@@ -45,7 +45,11 @@ pub(super) fn reject_body(
         Some(LocalReply {
             status: rejection.status,
             body: rejection.body(),
-            headers: rate_headers.to_vec(),
+            headers: rate_headers
+                .iter()
+                .cloned()
+                .chain(rejection.allow.clone().map(|a| ("allow", a)))
+                .collect(),
         }),
     );
 }

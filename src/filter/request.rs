@@ -9,8 +9,11 @@ use proxy_wasm::types::{Action, LogLevel};
 use crate::admission::{self, Outcome, RequestView};
 use crate::auth::client_address::parse_source_address;
 use crate::http::response_headers;
-use crate::http::{FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER, SECRET_HEADER};
-use crate::inspection::verdict::{flag_categories, BodyVerdict};
+use crate::http::{
+    FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER, METHOD_OVERRIDE_HEADERS, SECRET_HEADER,
+};
+use crate::inspection::routes::RouteMatch;
+use crate::inspection::verdict::{flag_categories, BodyVerdict, Rejection};
 use crate::ops::events::SecurityEvent;
 use crate::ops::usage::Kind;
 
@@ -57,6 +60,7 @@ impl HttpContext for RequestFilter {
         let mut api_keys: Vec<&[u8]> = Vec::new();
         let mut admin_secrets: Vec<&[u8]> = Vec::new();
         let mut has_identity_headers = false;
+        let mut method_override = false;
         for (name, value) in &headers {
             match name.as_str() {
                 ":authority" => authority = Some(value.as_slice()),
@@ -67,6 +71,7 @@ impl HttpContext for RequestFilter {
                 KEY_NAME_HEADER | KEY_TIER_HEADER | FLAGS_HEADER => has_identity_headers = true,
                 SECRET_HEADER => admin_secrets.push(value.as_slice()),
                 n if n == active.config.api_key_header => api_keys.push(value.as_slice()),
+                n if METHOD_OVERRIDE_HEADERS.contains(&n) => method_override = true,
                 _ => {}
             }
         }
@@ -77,6 +82,7 @@ impl HttpContext for RequestFilter {
             api_keys: &api_keys,
             client_ip: None,
             admin_secrets: &admin_secrets,
+            method_override,
         };
         // Host calls for the address, the clock and shared data only when
         // the decision needs them.
@@ -90,19 +96,25 @@ impl HttpContext for RequestFilter {
                 now_ns = now;
                 request.client_ip =
                     host::source_address().and_then(|raw| parse_source_address(&raw));
-                admission::decide(&active.config, &request, &HostStore, now)
+                admission::decide(
+                    &active.config,
+                    &active.auth_table,
+                    &request,
+                    &HostStore,
+                    now,
+                )
             }
         };
         count_side_effects(&active, &decision);
         // A request held for body inspection is counted once its body is
         // judged (as forwarded or as invalid input), not twice.
         let inspection = &active.config.body_inspection;
-        let inspected_route = decision
-            .reply
-            .is_none()
-            .then(|| inspection.route_index(method, path))
-            .flatten();
-        if inspected_route.is_none() {
+        let route_match = if decision.reply.is_none() {
+            inspection.match_request(method, path, !end_of_stream)
+        } else {
+            RouteMatch::NotInspected
+        };
+        if route_match == RouteMatch::NotInspected {
             count_request(&active, decision.outcome, decision.key);
         }
         log_event(&active, &decision, &request, now_ns);
@@ -145,13 +157,16 @@ impl HttpContext for RequestFilter {
         self.response_headers = decision.response_headers.clone();
 
         // Inspected routes: nothing goes upstream until the body is checked.
-        let Some(route_index) = inspected_route else {
-            if let Some(key) = &usage_key {
-                record_usage(&active, key, Kind::Admitted, now_ns);
+        let (route_index, wrong_method) = match route_match {
+            RouteMatch::NotInspected => {
+                if let Some(key) = &usage_key {
+                    record_usage(&active, key, Kind::Admitted, now_ns);
+                }
+                return Action::Continue;
             }
-            return Action::Continue;
+            RouteMatch::Inspect(index) => (index, None),
+            RouteMatch::WrongMethod(allow) => (0, Some(allow)),
         };
-        let route = &inspection.routes[route_index];
         let event = SecurityEvent {
             event: "validation_failed",
             ..request_event(&decision, &request)
@@ -163,6 +178,14 @@ impl HttpContext for RequestFilter {
             key: usage_key,
             outcome: decision.outcome,
             now_ns,
+        };
+        if let Some(allow) = wrong_method {
+            let rejection = Rejection::method_not_allowed(allow);
+            reject_body(&active, rejection, &pending, &self.response_headers);
+            return Action::Pause;
+        }
+        let Some(route) = inspection.routes.get(route_index) else {
+            return refuse_body(&active);
         };
         if let Err(rejection) = inspection.check_headers(route, content_type, content_length) {
             reject_body(&active, rejection, &pending, &self.response_headers);

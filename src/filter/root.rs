@@ -8,7 +8,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
-use crate::auth::failed_auth;
+use crate::auth::failed_auth::FailedAuthTable;
 use crate::config::{self};
 use crate::key_state::{self};
 use crate::ops::usage::{self};
@@ -85,13 +85,20 @@ fn configure(size: usize) -> Result<(Active, usize), String> {
         .map_err(|e| format!("cannot create per-key state entries: {e}"))?
         + usage::ensure_entries(&HostStore, digests())
             .map_err(|e| format!("cannot create usage entries: {e}"))?;
-    let slots = failed_auth::ensure_table(&HostStore)
+    let (auth_table, slots) = FailedAuthTable::open(&HostStore, random_key)
         .map_err(|e| format!("cannot create the failed-auth table: {e}"))?;
     let metrics = Metrics::define(&config).map_err(|s| format!("cannot define metrics ({s:?})"))?;
     let active = Active {
         config,
+        auth_table,
         metrics,
         info_enabled: host::log_enabled_at(LogLevel::Info),
     };
     Ok((active, buckets + slots))
+}
+
+/// 16 bytes from the host's random source (WASI `random_get`).
+fn random_key() -> Option<[u8; 16]> {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).ok().map(|()| key)
 }

@@ -10,6 +10,15 @@ pub const KEY_NAME_HEADER: &str = "x-api-key-name";
 pub const KEY_TIER_HEADER: &str = "x-api-key-tier";
 /// Report-only screening categories that matched, for the upstream.
 pub const FLAGS_HEADER: &str = "x-rag-guard-flags";
+/// Headers some frameworks take as the request's real method (a `POST`
+/// carrying `X-HTTP-Method-Override: PUT` is routed as a `PUT`): requests
+/// that carry one are refused, so the method the filter judged is the one
+/// the upstream sees.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 /// The header that carries the admin secret.
 pub const SECRET_HEADER: &str = "x-admin-secret";
 

@@ -236,6 +236,7 @@ impl BodyInspection {
                         category: Some(finding.category),
                         rule_id: Some(finding.rule_id),
                         reason: "malicious_pattern",
+                        allow: None,
                     })
                 }
                 Action::Report => flags.push(Flag {
@@ -458,6 +459,82 @@ mod tests {
                 BodyVerdict::Pass { .. } => {}
                 BodyVerdict::Reject(r) => assert!((400..500).contains(&r.status)),
             }
+        }
+    }
+
+    #[test]
+    fn other_methods_on_inspected_paths_are_refused_or_inspected() {
+        use crate::inspection::routes::RouteMatch;
+        let bi = inspection();
+        let query = bi.route_index(b"POST", b"/query").unwrap();
+        let docs = bi.route_index(b"POST", b"/documents").unwrap();
+        assert_eq!(
+            bi.match_request(b"POST", b"/query/?x", true),
+            RouteMatch::Inspect(query)
+        );
+        for method in [&b"PUT"[..], b"PATCH", b"GET", b"DELETE", b"post"] {
+            for has_body in [true, false] {
+                assert_eq!(
+                    bi.match_request(method, b"/query", has_body),
+                    RouteMatch::WrongMethod("POST".into())
+                );
+            }
+        }
+        // GET and HEAD list the documents, without a body only.
+        assert_eq!(
+            bi.match_request(b"GET", b"/documents", false),
+            RouteMatch::NotInspected
+        );
+        assert_eq!(
+            bi.match_request(b"HEAD", b"/documents", false),
+            RouteMatch::NotInspected
+        );
+        let all = RouteMatch::WrongMethod("POST, GET, HEAD".into());
+        assert_eq!(bi.match_request(b"GET", b"/documents", true), all);
+        assert_eq!(bi.match_request(b"PUT", b"/documents", false), all);
+        assert_eq!(
+            bi.match_request(b"PUT", b"/other", true),
+            RouteMatch::NotInspected
+        );
+        let inspect =
+            inspection_with(r#"{"keys": [], "body_inspection": {"other_methods": "inspect"}}"#);
+        assert_eq!(
+            inspect.match_request(b"PUT", b"/query", true),
+            RouteMatch::Inspect(query)
+        );
+        assert_eq!(
+            inspect.match_request(b"GET", b"/documents", true),
+            RouteMatch::Inspect(docs)
+        );
+        assert_eq!(
+            inspect.match_request(b"DELETE", b"/query", false),
+            RouteMatch::NotInspected
+        );
+        assert_eq!(
+            inspect.match_request(b"GET", b"/other", true),
+            RouteMatch::NotInspected
+        );
+        // Several methods on one path: each inspected by its own route, the
+        // others refused with all of them in Allow.
+        let two = inspection_with(
+            r#"{"keys": [], "body_inspection": {"routes": [
+                {"path": "/q", "method": "POST", "max_body_bytes": 10, "fields": {}},
+                {"path": "/q", "method": "PUT", "max_body_bytes": 10, "fields": {}}]}}"#,
+        );
+        assert_eq!(
+            two.match_request(b"PUT", b"/q", true),
+            RouteMatch::Inspect(1)
+        );
+        assert_eq!(
+            two.match_request(b"PATCH", b"/q", true),
+            RouteMatch::WrongMethod("POST, PUT".into())
+        );
+        for bad in [
+            r#"{"keys": [], "body_inspection": {"other_methods": "allow"}}"#,
+            r#"{"keys": [], "body_inspection": {"routes": [{"path": "/q", "allow_methods": ["get"], "max_body_bytes": 10, "fields": {}}]}}"#,
+            r#"{"keys": [], "body_inspection": {"routes": [{"path": "/q", "allow_methods": ["POST"], "max_body_bytes": 10, "fields": {}}]}}"#,
+        ] {
+            assert!(crate::config::parse(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct RouteRule {
     /// Without a trailing slash.
     pub path: String,
     pub method: String,
+    /// Other methods the path takes without a body (`GET /documents` to
+    /// list); forwarded uninspected only when they carry no body.
+    pub allow_methods: Vec<String>,
     pub max_body_bytes: usize,
     pub allow_unknown_fields: bool,
     pub fields: BTreeMap<String, FieldRule>,
@@ -77,6 +80,32 @@ pub struct BodyInspection {
     pub routes: Vec<RouteRule>,
     pub actions: BTreeMap<Category, Action>,
     pub rules: RuleSet,
+    pub other_methods: OtherMethods,
+}
+
+/// What happens to a request on an inspected path with a method that no
+/// route of that path names (`PUT /query` when only `POST /query` is
+/// inspected): without this, a malicious body could reach the upstream
+/// uninspected under another method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherMethods {
+    /// 405 with `Allow` naming the path's inspected methods (the default).
+    Refuse,
+    /// A request that carries a body is inspected by the path's first
+    /// route; one without a body is forwarded (`GET /documents` to list).
+    Inspect,
+}
+
+/// How a request's method and path meet the inspected routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// Not an inspected path: forwarded as it is.
+    NotInspected,
+    /// Inspect the body against `routes[index]`.
+    Inspect(usize),
+    /// An inspected path with another method: 405, with this `Allow` value.
+    WrongMethod(String),
 }
 
 impl BodyInspection {
@@ -88,14 +117,42 @@ impl BodyInspection {
 
     /// The index in `routes` of the inspected route, if any.
     pub fn route_index(&self, method: &[u8], path: &[u8]) -> Option<usize> {
-        let path = path_only(path);
-        let path = match path {
-            [rest @ .., b'/'] if !rest.is_empty() => rest,
-            p => p,
-        };
+        let path = route_path(path);
         self.routes
             .iter()
             .position(|r| r.path.as_bytes() == path && r.method.as_bytes() == method)
+    }
+
+    /// What to do with a request of `method` on `path`; `has_body`: the
+    /// request carries a body (its headers did not end the stream).
+    pub fn match_request(&self, method: &[u8], path: &[u8], has_body: bool) -> RouteMatch {
+        let path = route_path(path);
+        let mut first = None;
+        let mut bodiless_ok = false;
+        let mut allow: Vec<&str> = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.path.as_bytes() != path {
+                continue;
+            }
+            if r.method.as_bytes() == method {
+                return RouteMatch::Inspect(i);
+            }
+            first.get_or_insert(i);
+            bodiless_ok |= r.allow_methods.iter().any(|m| m.as_bytes() == method);
+            for m in std::iter::once(&r.method).chain(&r.allow_methods) {
+                if !allow.contains(&m.as_str()) {
+                    allow.push(m);
+                }
+            }
+        }
+        let Some(first) = first else {
+            return RouteMatch::NotInspected;
+        };
+        match (has_body, bodiless_ok, self.other_methods) {
+            (false, true, _) | (false, false, OtherMethods::Inspect) => RouteMatch::NotInspected,
+            (true, _, OtherMethods::Inspect) => RouteMatch::Inspect(first),
+            _ => RouteMatch::WrongMethod(allow.join(", ")),
+        }
     }
 
     /// What to do when `category` matches (default: block).
@@ -104,6 +161,15 @@ impl BodyInspection {
             .get(&category)
             .copied()
             .unwrap_or(Action::Block)
+    }
+}
+
+/// The path routes are matched on: without query string and fragment, and
+/// without a trailing `/`.
+fn route_path(raw: &[u8]) -> &[u8] {
+    match path_only(raw) {
+        [rest @ .., b'/'] if !rest.is_empty() => rest,
+        p => p,
     }
 }
 
@@ -174,6 +240,7 @@ pub fn default_routes() -> Vec<RouteRule> {
         RouteRule {
             path: "/query".into(),
             method: "POST".into(),
+            allow_methods: Vec::new(),
             max_body_bytes: 64 * 1024,
             allow_unknown_fields: false,
             fields: query,
@@ -181,6 +248,8 @@ pub fn default_routes() -> Vec<RouteRule> {
         RouteRule {
             path: "/documents".into(),
             method: "POST".into(),
+            // Listing the documents.
+            allow_methods: vec!["GET".into(), "HEAD".into()],
             // 10 MiB of content, JSON-escaped, plus the envelope.
             max_body_bytes: 10 * 1024 * 1024 + 64 * 1024,
             allow_unknown_fields: false,

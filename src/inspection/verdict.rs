@@ -42,6 +42,8 @@ pub struct Rejection {
     pub rule_id: Option<String>,
     /// Short machine reason for events and metrics.
     pub reason: &'static str,
+    /// For a 405: the `Allow` header.
+    pub allow: Option<String>,
 }
 
 impl Rejection {
@@ -53,6 +55,16 @@ impl Rejection {
             category: None,
             rule_id: None,
             reason,
+            allow: None,
+        }
+    }
+
+    /// A method the inspected path does not take (see
+    /// `routes::OtherMethods::Refuse`).
+    pub fn method_not_allowed(allow: String) -> Self {
+        Rejection {
+            allow: Some(allow),
+            ..Rejection::new(405, "method_not_allowed", "Method Not Allowed")
         }
     }
 
@@ -76,7 +88,8 @@ impl Rejection {
 }
 
 /// Every `Rejection::reason`, for metrics.
-pub const REJECTION_REASONS: [&str; 10] = [
+pub const REJECTION_REASONS: [&str; 11] = [
+    "method_not_allowed",
     "unsupported_media_type",
     "body_too_large",
     "bad_content_length",

@@ -3,9 +3,11 @@ keep-alive), for the rate-limit and memory tests."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
+import urllib.request
 
 
 def build_request(path: str, headers: list[tuple[str, str]], method: str = "GET",
@@ -96,3 +98,41 @@ def keepalive_burst(port: int, source: str, request: bytes, count: int, timeout:
             if headers.get("connection") == "close":
                 break
     return statuses
+
+
+def one_shot(port: int, source: str, request: bytes, timeout: float = 10.0) -> int:
+    """Sends one request on a new connection from `source`; returns its
+    status."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as s:
+        s.sendall(request)
+        status, _, _, _ = read_response(s)
+    return status
+
+
+def run_parallel(items: list, work, threads: int = 4, timeout: float = 600.0) -> list:
+    """Calls `work(item)` for every item from `threads` threads; returns the
+    results in item order, or raises the first error."""
+    results: list = [None] * len(items)
+    errors: list[Exception] = []
+
+    def worker(offset: int) -> None:
+        try:
+            for i in range(offset, len(items), threads):
+                results[i] = work(items[i])
+        except Exception as e:  # noqa: BLE001 - raised below
+            errors.append(e)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def allocated(envoy) -> int:
+    """Envoy's allocated heap bytes (`/memory`), where shared data lives."""
+    with urllib.request.urlopen(f"{envoy.admin_url}/memory", timeout=10) as r:
+        return int(json.loads(r.read())["allocated"])

@@ -10,52 +10,31 @@ of them) would add about 650 KB. The assertion allows 256 KiB of noise
 
 from __future__ import annotations
 
-import json
-import threading
-import urllib.request
 
 from conftest import KEYS, base_plugin_config, digest
-from load import build_request, keepalive_burst
+from load import allocated, build_request, keepalive_burst, run_parallel
 
 ADDRESSES = 20_000
 PER_ADDRESS = 5
 TINY_KEY = "rag_tiny-limits-key-000000000000000000000000000"
 
 
-def allocated(envoy) -> int:
-    with urllib.request.urlopen(f"{envoy.admin_url}/memory", timeout=10) as r:
-        return int(json.loads(r.read())["allocated"])
-
-
 def address(i: int) -> str:
     return f"127.{1 + i // 65024}.{(i // 254) % 256}.{1 + i % 254}"
 
 
-def drive(envoy, first: int, count: int, threads: int = 4) -> dict[int, int]:
+def drive(envoy, first: int, count: int) -> dict[int, int]:
     requests = [
         build_request("/echo/x", [("X-API-Key", KEYS["good"])]),        # admitted
         build_request("/echo/x", [("X-API-Key", TINY_KEY)]),            # mostly 429
         build_request("/echo/x", [("X-API-Key", "rag_not-a-real-key")]),  # 401, failed-auth table
     ]
+    bursts = run_parallel(list(range(first, first + count)),
+                          lambda i: keepalive_burst(envoy.port, address(i), requests[i % 3], PER_ADDRESS))
     statuses: dict[int, int] = {}
-    lock = threading.Lock()
-    errors = []
-
-    def work(offset: int) -> None:
-        try:
-            for i in range(first + offset, first + count, threads):
-                for status in keepalive_burst(envoy.port, address(i), requests[i % 3], PER_ADDRESS):
-                    with lock:
-                        statuses[status] = statuses.get(status, 0) + 1
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(600)
-    assert not errors, errors[:3]
+    for burst in bursts:
+        for status in burst:
+            statuses[status] = statuses.get(status, 0) + 1
     return statuses
 
 
