@@ -128,6 +128,28 @@ impl Set {
         Some(set)
     }
 
+    /// The record of `tag` in an encoded set, read without decoding the
+    /// others (the check on every request); None when the bytes are not a
+    /// set.
+    fn record_in(bytes: &[u8], tag: u32) -> Option<Option<Record>> {
+        if bytes.len() != SET_LEN || bytes.first() != Some(&SET_VERSION) {
+            return None;
+        }
+        let want = tag.to_le_bytes();
+        Some(
+            bytes[1..]
+                .chunks_exact(RECORD_LEN)
+                .find(|chunk| chunk.get(0..4) == Some(&want[..]))
+                .and_then(|chunk| {
+                    Some(Record {
+                        tag,
+                        at_ns: u64::from_le_bytes(chunk.get(4..12)?.try_into().ok()?),
+                        used: u64::from_le_bytes(chunk.get(12..20)?.try_into().ok()?),
+                    })
+                }),
+        )
+    }
+
     fn find(&self, tag: u32) -> Option<usize> {
         self.records.iter().position(|r| r.tag == tag)
     }
@@ -253,16 +275,15 @@ impl FailedAuthTable {
         now_ns: u64,
     ) -> Result<Option<u64>, StoreError> {
         let place = self.place(ip);
-        let Some(set) = store
+        let Some(found) = store
             .get(&set_key(place.set))?
-            .and_then(|v| Set::decode(&v.value))
+            .and_then(|v| Set::record_in(&v.value, place.tag))
         else {
             return Ok(Some(60));
         };
-        let Some(way) = set.find(place.tag) else {
+        let Some(r) = found else {
             return Ok(None);
         };
-        let r = set.records[way];
         let b = bucket(per_minute);
         let needed = b.used_at(r.used, r.at_ns, now_ns).saturating_add(MICRO);
         if needed <= b.capacity_micro() {
@@ -508,5 +529,8 @@ mod tests {
         };
         assert_eq!(Set::decode(&s.encode()), Some(s));
         assert_eq!(Set::decode(&s.encode()[1..]), None);
+        assert_eq!(Set::record_in(&s.encode(), 9), Some(Some(s.records[3])));
+        assert_eq!(Set::record_in(&s.encode(), 8), Some(None));
+        assert_eq!(Set::record_in(&s.encode()[1..], 9), None);
     }
 }
