@@ -12,7 +12,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-limiter fuzz corpus-eval clean
+.PHONY: all build cluster redis-server wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-limiter fuzz corpus-eval clean
 
 all: build
 
@@ -62,9 +62,21 @@ run: build envoy
 
 test: unit integration deploy-check
 
-unit:
+unit: redis-server
 	cargo test --quiet
+	cargo test --quiet -p rag-guard-cluster
 	$(PYTHON) scripts/check_layers.py
+
+# Redis for the cluster service's tests (Debian's redis-server; the tests
+# start their own on a free port, the package's service is not used).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
+# The cluster service: Envoy's rate limit service API over Redis (cluster/).
+cluster:
+	cargo build --release -p rag-guard-cluster
 
 integration: build envoy
 	$(VENV)/bin/python -m pytest -q tests/integration
@@ -73,12 +85,13 @@ deploy-check: wasm bins envoy deploy-tools
 	$(VENV)/bin/python scripts/check_deploy.py
 
 lint: wasm-target
-	cargo fmt --check
+	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy -p rag-guard-cluster --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --lib -- -D warnings
 
 fmt:
-	cargo fmt
+	cargo fmt --all
 
 # Benchmarks: not part of make test (numbers, not assertions). The load
 # generator is wrk from Debian, for saturation and, paced by a Lua delay(),

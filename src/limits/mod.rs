@@ -3,5 +3,6 @@
 //! shared data, no configuration; depends on `http` only.
 
 pub mod headers;
+pub mod rls;
 pub mod route_cost;
 pub mod token_bucket;

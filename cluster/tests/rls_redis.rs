@@ -1,0 +1,234 @@
+//! rag-guard-cluster through its gRPC API, against a real Redis: both
+//! started here on free loopback ports (`redis-server` from Debian, which
+//! `make test` installs), both stopped by PID at the end.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::{
+    Entry, RateLimitOverride,
+};
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use tonic::transport::Channel;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_redis(port: u16) -> Proc {
+    let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let child = Command::new(&bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin} (make test installs redis-server): {e}"));
+    wait_for_port(port);
+    Proc(child)
+}
+
+fn start_service(port: u16, redis_port: u16) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_rag-guard-cluster"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--redis", &format!("redis://127.0.0.1:{redis_port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    Proc(child)
+}
+
+async fn client(port: u16) -> RateLimitServiceClient<Channel> {
+    RateLimitServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap()
+}
+
+fn descriptor(key: &str, limit: u32, unit: Unit) -> RateLimitDescriptor {
+    RateLimitDescriptor {
+        entries: vec![
+            Entry {
+                key: "rag_guard_key".into(),
+                value: key.into(),
+            },
+            Entry {
+                key: "tier".into(),
+                value: "test".into(),
+            },
+        ],
+        limit: Some(RateLimitOverride {
+            requests_per_unit: limit,
+            unit: unit as i32,
+        }),
+        ..Default::default()
+    }
+}
+
+fn request(descriptors: Vec<RateLimitDescriptor>, hits: u32) -> RateLimitRequest {
+    RateLimitRequest {
+        domain: "rag-guard".into(),
+        descriptors,
+        hits_addend: hits,
+    }
+}
+
+async fn ask(c: &mut RateLimitServiceClient<Channel>, r: RateLimitRequest) -> RateLimitResponse {
+    c.should_rate_limit(r).await.unwrap().into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_service_against_redis() {
+    let redis_port = free_port();
+    let mut redis = start_redis(redis_port);
+    let port = free_port();
+    let mut service = start_service(port, redis_port);
+
+    // Exact across connections: 40 requests at once from two clients (two
+    // Envoy replicas) on a budget of 20: exactly 20 admitted.
+    let (a, b) = (client(port).await, client(port).await);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let mut c = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            ask(
+                &mut c,
+                request(vec![descriptor("exact", 20, Unit::Hour)], 1),
+            )
+            .await
+        }));
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.overall_code == Code::Ok as i32 {
+            admitted += 1;
+        } else {
+            assert_eq!(r.overall_code, Code::OverLimit as i32);
+            let s = &r.statuses[0];
+            assert_eq!(s.limit_remaining, 0);
+            assert!(s.duration_until_reset.unwrap().seconds <= 3_600);
+        }
+    }
+    assert_eq!(admitted, 20);
+
+    // All windows or none: the hour (3) runs out before the minute (5), and
+    // the refused request spends nothing from the minute either.
+    let mut c = client(port).await;
+    let both = || {
+        request(
+            vec![
+                descriptor("both", 5, Unit::Minute),
+                descriptor("both", 3, Unit::Hour),
+            ],
+            1,
+        )
+    };
+    for remaining in [2, 1, 0] {
+        let r = ask(&mut c, both()).await;
+        assert_eq!(r.overall_code, Code::Ok as i32);
+        assert_eq!(r.statuses[1].limit_remaining, remaining);
+    }
+    let r = ask(&mut c, both()).await;
+    assert_eq!(r.overall_code, Code::OverLimit as i32);
+    assert_eq!(r.statuses[0].code, Code::Ok as i32);
+    assert_eq!(r.statuses[1].code, Code::OverLimit as i32);
+    let minute_left = r.statuses[0].limit_remaining;
+    // A cost above what is left is refused whole; a descriptor without a
+    // limit is answered OK and counted nowhere.
+    let r = ask(&mut c, request(vec![descriptor("cost", 5, Unit::Hour)], 6)).await;
+    assert_eq!(r.overall_code, Code::OverLimit as i32);
+    let r = ask(&mut c, request(vec![descriptor("cost", 5, Unit::Hour)], 5)).await;
+    assert_eq!(
+        (r.overall_code, r.statuses[0].limit_remaining),
+        (Code::Ok as i32, 0)
+    );
+    let mut free = descriptor("free", 1, Unit::Hour);
+    free.limit = None;
+    let r = ask(&mut c, request(vec![free], 1)).await;
+    assert_eq!(r.overall_code, Code::Ok as i32);
+    assert!(r.statuses[0].current_limit.is_none());
+    // Bad requests are refused before Redis.
+    let err = c
+        .should_rate_limit(request(Vec::new(), 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    // A service restart keeps every counter (they live in Redis).
+    drop(service);
+    let port = free_port();
+    service = start_service(port, redis_port);
+    let mut c = client(port).await;
+    let r = ask(&mut c, both()).await;
+    assert_eq!(
+        r.overall_code,
+        Code::OverLimit as i32,
+        "the hour stays spent"
+    );
+    assert_eq!(r.statuses[0].limit_remaining, minute_left);
+
+    // Redis down: UNAVAILABLE, fast. Back up: served again within 5 s.
+    drop(redis);
+    let started = Instant::now();
+    let err = c
+        .should_rate_limit(request(vec![descriptor("down", 5, Unit::Hour)], 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "{:?}",
+        started.elapsed()
+    );
+    redis = start_redis(redis_port);
+    let back = Instant::now();
+    loop {
+        let r = c
+            .should_rate_limit(request(vec![descriptor("up", 5, Unit::Hour)], 1))
+            .await;
+        if let Ok(r) = r {
+            assert_eq!(r.into_inner().overall_code, Code::Ok as i32);
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not back after 5 s: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(service);
+    drop(redis);
+}
