@@ -55,6 +55,10 @@ async fn serve(listen: SocketAddr, redis: String) -> Result<(), String> {
     };
     eprintln!("rag-guard-cluster: serving the rate limit service on {listen}, counters in {redis}");
     tonic::transport::Server::builder()
+        // Bounded work per client: a slow call is cut, and one connection
+        // has at most this many calls in flight.
+        .timeout(std::time::Duration::from_secs(2))
+        .concurrency_limit_per_connection(256)
         .add_service(RateLimitServiceServer::new(Rls::new(store)))
         .serve_with_shutdown(listen, stop)
         .await

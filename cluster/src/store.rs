@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::sync::Mutex;
@@ -29,7 +31,11 @@ pub struct Outcome {
 
 pub struct Store {
     client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
+    /// Made once; the manager reconnects by itself after failures.
+    conn: OnceLock<ConnectionManager>,
+    /// Held by the one request that makes the first connection; the others
+    /// fail at once instead of queueing behind a Redis that is down.
+    connecting: Mutex<()>,
     script: Script,
 }
 
@@ -39,14 +45,20 @@ impl Store {
         let client = redis::Client::open(url).map_err(|e| format!("bad Redis URL {url:?}: {e}"))?;
         Ok(Store {
             client,
-            conn: Mutex::new(None),
+            conn: OnceLock::new(),
+            connecting: Mutex::new(()),
             script: Script::new(include_str!("spend.lua")),
         })
     }
 
     async fn connection(&self) -> Result<ConnectionManager, String> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        let Ok(_connecting) = self.connecting.try_lock() else {
+            return Err("Redis connection being made".to_string());
+        };
+        if let Some(conn) = self.conn.get() {
             return Ok(conn.clone());
         }
         let config = ConnectionManagerConfig::new()
@@ -60,8 +72,7 @@ impl Store {
         .await
         .map_err(|_| "Redis connection timed out".to_string())?
         .map_err(|e| format!("Redis connection failed: {e}"))?;
-        *slot = Some(conn.clone());
-        Ok(conn)
+        Ok(self.conn.get_or_init(|| conn).clone())
     }
 
     /// Checks and spends `windows` in one script call.

@@ -9,8 +9,9 @@
 //! Each enforced descriptor is one fixed window aligned to its unit (a
 //! minute window starts on the minute), counted in Redis under
 //! `rg:{<domain>|<entries>}:<unit seconds>:<window start>`. The braces are a
-//! Redis Cluster hash tag: all windows of one descriptor set (a key's minute
-//! and hour) live in one slot, so one script can spend them together.
+//! Redis Cluster hash tag: the windows of descriptors with the same entries
+//! (a key's minute and hour) share one slot, so one script can spend them
+//! together on a cluster too; the service itself talks to one Redis node.
 //!
 //! Requests are bounded before any Redis work: at most [`MAX_DESCRIPTORS`]
 //! descriptors of [`MAX_ENTRIES`] entries, names and values of at most
@@ -130,6 +131,13 @@ pub fn windows(
             escape(&e.value, &mut key);
         }
         key.push_str(&format!("}}:{secs}:{start}"));
+        // Two descriptors on one counter would each be checked against the
+        // count before the other's hits: refuse rather than over-admit.
+        if out.iter().any(|w: &Window| w.redis_key == key) {
+            return Err(Invalid(format!(
+                "descriptor {i}: same entries and unit as an earlier descriptor"
+            )));
+        }
         out.push(Window {
             descriptor: i,
             redis_key: key,
@@ -216,6 +224,11 @@ mod tests {
         let mut month = ok.clone();
         month.limit.as_mut().unwrap().unit = Unit::Month as i32;
         assert!(windows("d", &[month], 1, 0).is_err());
+        let twice = [ok.clone(), ok.clone()];
+        assert!(
+            windows("d", &twice, 1, 0).is_err(),
+            "one counter, two checks"
+        );
         let mut many = ok;
         many.hits_addend = Some(UInt64Value {
             value: MAX_HITS + 1,

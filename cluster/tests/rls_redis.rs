@@ -111,10 +111,45 @@ async fn ask(c: &mut RateLimitServiceClient<Channel>, r: RateLimitRequest) -> Ra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_service_against_redis() {
+    // Started before its Redis: UNAVAILABLE at once, also for calls made
+    // while one is connecting; served once Redis is up.
     let redis_port = free_port();
-    let mut redis = start_redis(redis_port);
     let port = free_port();
     let mut service = start_service(port, redis_port);
+    let early = client(port).await;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = early.clone();
+            tokio::spawn(async move {
+                c.should_rate_limit(request(vec![descriptor("early", 5, Unit::Week)], 1))
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut redis = start_redis(redis_port);
+    let mut c = early.clone();
+    let up = Instant::now();
+    while c
+        .should_rate_limit(request(vec![descriptor("early", 5, Unit::Week)], 1))
+        .await
+        .is_err()
+    {
+        assert!(
+            up.elapsed() < Duration::from_secs(5),
+            "no answer 5 s after Redis started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Exact across connections: 40 requests at once from two clients (two
     // Envoy replicas) on a budget of 20: exactly 20 admitted.
@@ -125,7 +160,7 @@ async fn cluster_service_against_redis() {
         tasks.push(tokio::spawn(async move {
             ask(
                 &mut c,
-                request(vec![descriptor("exact", 20, Unit::Hour)], 1),
+                request(vec![descriptor("exact", 20, Unit::Week)], 1),
             )
             .await
         }));
@@ -139,19 +174,20 @@ async fn cluster_service_against_redis() {
             assert_eq!(r.overall_code, Code::OverLimit as i32);
             let s = &r.statuses[0];
             assert_eq!(s.limit_remaining, 0);
-            assert!(s.duration_until_reset.unwrap().seconds <= 3_600);
+            assert!(s.duration_until_reset.unwrap().seconds <= 7 * 86_400);
         }
     }
     assert_eq!(admitted, 20);
 
-    // All windows or none: the hour (3) runs out before the minute (5), and
-    // the refused request spends nothing from the minute either.
+    // All windows or none: the week (3) runs out before the day (5), and
+    // the refused request spends nothing from the day either. (Days and
+    // weeks, so that no window ends while the test runs.)
     let mut c = client(port).await;
     let both = || {
         request(
             vec![
-                descriptor("both", 5, Unit::Minute),
-                descriptor("both", 3, Unit::Hour),
+                descriptor("both", 5, Unit::Day),
+                descriptor("both", 3, Unit::Week),
             ],
             1,
         )
@@ -165,12 +201,12 @@ async fn cluster_service_against_redis() {
     assert_eq!(r.overall_code, Code::OverLimit as i32);
     assert_eq!(r.statuses[0].code, Code::Ok as i32);
     assert_eq!(r.statuses[1].code, Code::OverLimit as i32);
-    let minute_left = r.statuses[0].limit_remaining;
+    let day_left = r.statuses[0].limit_remaining;
     // A cost above what is left is refused whole; a descriptor without a
     // limit is answered OK and counted nowhere.
-    let r = ask(&mut c, request(vec![descriptor("cost", 5, Unit::Hour)], 6)).await;
+    let r = ask(&mut c, request(vec![descriptor("cost", 5, Unit::Week)], 6)).await;
     assert_eq!(r.overall_code, Code::OverLimit as i32);
-    let r = ask(&mut c, request(vec![descriptor("cost", 5, Unit::Hour)], 5)).await;
+    let r = ask(&mut c, request(vec![descriptor("cost", 5, Unit::Week)], 5)).await;
     assert_eq!(
         (r.overall_code, r.statuses[0].limit_remaining),
         (Code::Ok as i32, 0)
@@ -198,7 +234,7 @@ async fn cluster_service_against_redis() {
         Code::OverLimit as i32,
         "the hour stays spent"
     );
-    assert_eq!(r.statuses[0].limit_remaining, minute_left);
+    assert_eq!(r.statuses[0].limit_remaining, day_left);
 
     // Redis down: UNAVAILABLE, fast. Back up: served again within 5 s.
     drop(redis);

@@ -64,11 +64,7 @@ pub fn decide<'c>(
     let ip = req.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     match auth_table.blocked_for(store, ip, config.failed_auth_per_minute, now_ns) {
         Ok(None) => {}
-        Ok(Some(secs)) => {
-            let mut d = Decision::of(Outcome::AuthBlocked);
-            d.reply = d.reply.map(|r| r.with_retry_after(secs));
-            return d;
-        }
+        Ok(Some(secs)) => return blocked_decision(secs),
         Err(_) => return Decision::of(Outcome::Unavailable),
     }
 
@@ -134,10 +130,16 @@ fn record_failure(
 ) -> Option<Decision<'static>> {
     let blocked = auth_table.record_failure(store, ip, config.failed_auth_per_minute, now_ns);
     if let Ok(true) = blocked {
-        let mut d = Decision::of(Outcome::AuthBlocked);
-        let secs = failed_auth::one_failure_secs(config.failed_auth_per_minute);
-        d.reply = d.reply.map(|r| r.with_retry_after(secs));
-        return Some(d);
+        return Some(blocked_decision(failed_auth::one_failure_secs(
+            config.failed_auth_per_minute,
+        )));
     }
     None
+}
+
+/// The 429 of an address with no failed authentication left.
+fn blocked_decision(retry_after_secs: u64) -> Decision<'static> {
+    let mut d = Decision::of(Outcome::AuthBlocked);
+    d.reply = d.reply.map(|r| r.with_retry_after(retry_after_secs));
+    d
 }

@@ -22,12 +22,13 @@
 //! any key is checked. An address with no record (no recent failures of its
 //! own) is never refused, however full its set: a crowded table cannot lock
 //! out clients that did nothing wrong. Two addresses share a record only if
-//! they have the same set and the same 32-bit tag (about one chance in 2^28
-//! per pair in one set).
+//! they have the same set and the same 32-bit tag (one chance in 2^32 per
+//! pair in one set; a fresh address meets a tag of its full set with odds
+//! of about 48 in 2^32).
 //!
 //! When a failure comes from an address without a record and every record
 //! of its set holds failures, the record closest to being forgiven (the
-//! fewest failures left after refill, then the oldest) gives way. So an
+//! fewest failures still counted after refill, then the oldest) gives way. So an
 //! attacker with more failing addresses than the table holds (a set
 //! overflows past 48 of them: with 40,000 failing addresses a set holds
 //! about 10 on average, with 65,536 about 16)
@@ -80,6 +81,17 @@ struct Record {
     used: u64,
 }
 
+impl Record {
+    /// One encoded record ([`RECORD_LEN`] bytes).
+    fn from_chunk(chunk: &[u8]) -> Option<Record> {
+        Some(Record {
+            tag: u32::from_le_bytes(chunk.get(0..4)?.try_into().ok()?),
+            at_ns: u64::from_le_bytes(chunk.get(4..12)?.try_into().ok()?),
+            used: u64::from_le_bytes(chunk.get(12..20)?.try_into().ok()?),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Set {
     records: [Record; WAYS],
@@ -119,11 +131,7 @@ impl Set {
             .iter_mut()
             .zip(bytes[1..].chunks_exact(RECORD_LEN))
         {
-            *r = Record {
-                tag: u32::from_le_bytes(chunk.get(0..4)?.try_into().ok()?),
-                at_ns: u64::from_le_bytes(chunk.get(4..12)?.try_into().ok()?),
-                used: u64::from_le_bytes(chunk.get(12..20)?.try_into().ok()?),
-            };
+            *r = Record::from_chunk(chunk)?;
         }
         Some(set)
     }
@@ -140,13 +148,7 @@ impl Set {
             bytes[1..]
                 .chunks_exact(RECORD_LEN)
                 .find(|chunk| chunk.get(0..4) == Some(&want[..]))
-                .and_then(|chunk| {
-                    Some(Record {
-                        tag,
-                        at_ns: u64::from_le_bytes(chunk.get(4..12)?.try_into().ok()?),
-                        used: u64::from_le_bytes(chunk.get(12..20)?.try_into().ok()?),
-                    })
-                }),
+                .and_then(Record::from_chunk),
         )
     }
 
@@ -155,7 +157,7 @@ impl Set {
     }
 
     /// The record a new address takes: an empty or fully refilled one, else
-    /// the one closest to being forgiven (fewest failures left, then the
+    /// the one closest to being forgiven (fewest failures still counted, then the
     /// oldest).
     fn victim(&self, b: &Bucket, now_ns: u64) -> usize {
         let mut best = 0;
@@ -227,8 +229,10 @@ impl FailedAuthTable {
                 })?;
                 store.set(KEY_ENTRY, &fresh, None)?;
                 created += 1;
-                // Read back what is stored: if another thread wrote a key in
-                // between, every worker uses the same one.
+                // Read back what is stored. Envoy applies a configuration on
+                // the main thread before the workers (which then find this
+                // key), so one key serves every worker; two configures racing
+                // here could each keep their own (see the module docs).
                 store
                     .get(KEY_ENTRY)?
                     .map(|v| v.value)
@@ -473,7 +477,7 @@ mod tests {
                 t.record_failure(&store, *a, 10, NOW).unwrap();
             }
         }
-        // A 17th address in the full set takes the record of the first.
+        // A 49th address in the full set takes the record of the first.
         t.record_failure(&store, same[WAYS], 10, NOW).unwrap();
         let set = Set::decode(&store.get(&set_key(target)).unwrap().unwrap().value).unwrap();
         assert!(set.find(t.place(same[0]).tag).is_none());
