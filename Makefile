@@ -78,7 +78,7 @@ redis-server:
 cluster:
 	cargo build --release -p rag-guard-cluster
 
-integration: build envoy
+integration: build cluster redis-server envoy
 	$(VENV)/bin/python -m pytest -q tests/integration
 
 deploy-check: wasm bins envoy deploy-tools

@@ -24,12 +24,12 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 LAYERS = [
     ["http", "shared_store"],
-    ["limits", "inspection"],
+    ["limits", "inspection", "cluster"],
     ["auth"],
     ["key_state"],
     ["config"],
     ["ops"],
-    ["admission"],
+    ["admission", "sync"],
     ["filter"],
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -86,6 +86,66 @@ def render_envoy_config(
     return cfg
 
 
+CLUSTER_SERVICE = "rag_guard_cluster"
+
+
+def add_cluster_service(cfg: dict, port: int, *, name: str = CLUSTER_SERVICE) -> dict:
+    """Adds the Envoy cluster (HTTP/2, gRPC) that reaches rag-guard-cluster
+    on a loopback port: the `service` of the plugin's `cluster` section."""
+    cfg["static_resources"]["clusters"].append({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "0.25s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}],
+        },
+    })
+    return cfg
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    """Starts Debian's redis-server on a loopback port, nothing persisted."""
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    _wait_listening(proc, port, "redis-server")
+    return proc
+
+
+def start_cluster_service(port: int, redis_port: int) -> subprocess.Popen:
+    """Starts rag-guard-cluster (built by `make cluster`) on a loopback port."""
+    proc = subprocess.Popen(
+        [str(BIN_DIR / "rag-guard-cluster"), "--listen", f"127.0.0.1:{port}",
+         "--redis", f"redis://127.0.0.1:{redis_port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_listening(proc, port, "rag-guard-cluster")
+    return proc
+
+
+def _wait_listening(proc: subprocess.Popen, port: int, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        if _listening(port):
+            return
+        time.sleep(0.05)
+    stop_process(proc)
+    raise RuntimeError(f"{what} not listening on {port} after {timeout}s")
+
+
 def metrics_port(envoy: "Envoy") -> int:
     """The port of the started Envoy's metrics listener."""
     cfg = yaml.safe_load(envoy.config_path.read_text())
@@ -169,6 +229,7 @@ def start_envoy(
     log_level: str = "warning",
     wasm_log_level: str = "info",
     ready_timeout: float = 30.0,
+    base_id: int | None = None,
 ) -> Envoy:
     """Starts Envoy with `config` and waits until its listener answers.
 
@@ -191,6 +252,7 @@ def start_envoy(
                 "-c", str(config_path),
                 "--concurrency", str(concurrency),
                 "--disable-hot-restart",
+                *(["--base-id", str(base_id)] if base_id is not None else []),
                 "--log-level", log_level,
                 "--component-log-level", f"wasm:{wasm_log_level}",
             ],

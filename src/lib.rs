@@ -9,12 +9,12 @@
 //! | layer | what lives there |
 //! |---|---|
 //! | [`http`], [`shared_store`] | vocabulary (replies, header names, paths, response header policy); the shared-data trait and its in-memory twin |
-//! | [`limits`], [`inspection`] | token-bucket arithmetic, rate-limit headers, route costs; body inspection: strict JSON, normalization, rules |
+//! | [`limits`], [`inspection`], [`cluster`] | token-bucket arithmetic, rate-limit headers, route costs; body inspection: strict JSON, normalization, rules; cluster mode's settings and wire messages |
 //! | [`auth`] | digests, the key table, host allowlist, public paths, client address, failed-auth table, leak-detection window |
 //! | [`key_state`] | each key's shared-data entry (buckets, revocation, address window) and the one-CAS spend on it |
 //! | [`config`] | parsing and validation of the plugin configuration into the types above |
 //! | [`ops`] | admin API, usage bookkeeping, security events |
-//! | [`admission`] | the decision for one request, from all of the above |
+//! | [`admission`], [`sync`] | the decision for one request, from all of the above; what a replica reports to the cluster service and applies from its answer |
 //! | `filter` | the proxy-wasm adapter: the only code that calls the host |
 #![cfg_attr(
     not(test),
@@ -23,6 +23,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod inspection;
@@ -30,6 +31,7 @@ pub mod key_state;
 pub mod limits;
 pub mod ops;
 pub mod shared_store;
+pub mod sync;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

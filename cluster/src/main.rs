@@ -1,7 +1,8 @@
 //! `rag-guard-cluster --listen 127.0.0.1:PORT --redis redis://127.0.0.1:PORT`
 //!
-//! Serves Envoy's rate limit service API over gRPC (HTTP/2 cleartext) on
-//! `--listen`, with every counter in the Redis at `--redis`. Stops on
+//! Serves Envoy's rate limit service API and rag-guard's cluster API over
+//! gRPC (HTTP/2 cleartext) on `--listen`, with every counter, revocation
+//! and usage total in the Redis at `--redis`. Stops on
 //! SIGINT or SIGTERM.
 #![cfg_attr(
     not(test),
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
+use rag_guard_cluster::api::{Cluster, ClusterServer};
 use rag_guard_cluster::service::Rls;
 use rag_guard_cluster::store::Store;
 use tokio::signal::unix::{signal, SignalKind};
@@ -45,7 +47,7 @@ fn args() -> Result<(SocketAddr, String), String> {
 }
 
 async fn serve(listen: SocketAddr, redis: String) -> Result<(), String> {
-    let store = Store::new(&redis)?;
+    let store = std::sync::Arc::new(Store::new(&redis)?);
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let stop = async move {
         tokio::select! {
@@ -53,13 +55,14 @@ async fn serve(listen: SocketAddr, redis: String) -> Result<(), String> {
             _ = term.recv() => {}
         }
     };
-    eprintln!("rag-guard-cluster: serving the rate limit service on {listen}, counters in {redis}");
+    eprintln!("rag-guard-cluster: serving the rate limit service and the cluster API on {listen}, state in {redis}");
     tonic::transport::Server::builder()
         // Bounded work per client: a slow call is cut, and one connection
         // has at most this many calls in flight.
         .timeout(std::time::Duration::from_secs(2))
         .concurrency_limit_per_connection(256)
-        .add_service(RateLimitServiceServer::new(Rls::new(store)))
+        .add_service(RateLimitServiceServer::new(Rls::new(store.clone())))
+        .add_service(ClusterServer::new(Cluster::new(store)))
         .serve_with_shutdown(listen, stop)
         .await
         .map_err(|e| format!("server failed: {e}"))

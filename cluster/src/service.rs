@@ -16,11 +16,11 @@ use crate::store::Store;
 use crate::windows::windows;
 
 pub struct Rls {
-    store: Store,
+    store: std::sync::Arc<Store>,
 }
 
 impl Rls {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: std::sync::Arc<Store>) -> Self {
         Rls { store }
     }
 }

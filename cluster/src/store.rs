@@ -104,3 +104,19 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Runs a script with `args` (no KEYS: every key it touches is under
+    /// one domain's prefix, one hash slot).
+    pub async fn run(&self, script: &Script, args: &[String]) -> Result<Vec<redis::Value>, String> {
+        let mut conn = self.connection().await?;
+        let mut call = script.prepare_invoke();
+        for a in args {
+            call.arg(a);
+        }
+        tokio::time::timeout(TIMEOUT, call.invoke_async(&mut conn))
+            .await
+            .map_err(|_| "Redis call timed out".to_string())?
+            .map_err(|e| format!("Redis call failed: {e}"))
+    }
+}

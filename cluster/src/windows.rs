@@ -60,7 +60,7 @@ pub fn unit_secs(unit: i32) -> Option<u64> {
 
 /// Keeps `[A-Za-z0-9_.-]`, percent-encodes the rest, so entries cannot
 /// forge the separators or the hash tag of a key.
-fn escape(text: &str, out: &mut String) {
+pub fn escape(text: &str, out: &mut String) {
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"_.-".contains(&b) {
             out.push(char::from(b));

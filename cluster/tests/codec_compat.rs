@@ -1,5 +1,5 @@
 //! The filter writes and reads the rate limit service messages by hand
-//! (`rag_guard::limits::rls`, to keep the wasm small); these tests check its
+//! (`rag_guard::cluster::rls`, to keep the wasm small); these tests check its
 //! bytes against the protobuf definitions of `envoy-types`, both ways.
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::{
@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use envoy_types::pb::google::protobuf::Duration;
 use prost::Message;
-use rag_guard::limits::rls::{decode_response, encode_request, Code, Descriptor, Status, Unit};
+use rag_guard::cluster::rls::{decode_response, encode_request, Code, Descriptor, Status, Unit};
 
 #[test]
 fn requests_decode_as_envoy_types() {
@@ -121,4 +121,121 @@ fn envoy_types_responses_decode() {
             Status::default(),
         ]
     );
+}
+
+mod sync_messages {
+    //! The same for rag-guard's cluster API (`rag_guard::cluster::sync_wire`
+    //! against the service's prost types).
+
+    use prost::Message;
+    use rag_guard::cluster::sync_wire::{
+        decode_sync, decode_usage, encode_sync, encode_usage, Change, DayUsage, KeyReport,
+        LeakPolicy, Seen, SyncRequest,
+    };
+    use rag_guard_cluster::proto;
+
+    #[test]
+    fn sync_requests_decode_as_prost() {
+        let req = SyncRequest {
+            domain: "rag-guard",
+            replica: "00ff",
+            since: 300,
+            keys: vec![
+                KeyReport {
+                    name: "acme",
+                    change: Some(Change {
+                        revoked: true,
+                        by: 2,
+                        at_secs: 1_700_000_000,
+                        changed_ms: 1_700_000_000_123,
+                    }),
+                    seen: vec![Seen {
+                        tag: u32::MAX,
+                        last_seen: 1_700_000_000,
+                    }],
+                    leak: LeakPolicy {
+                        max_addresses: 10,
+                        window_secs: 300,
+                        revoke: true,
+                    },
+                    days: vec![DayUsage {
+                        day: 20_000,
+                        admitted: 5,
+                        rate_limited: 0,
+                        rejected: 2,
+                    }],
+                    request_count: 7,
+                    last_used: 1_700_000_001,
+                },
+                KeyReport {
+                    name: "quiet",
+                    ..Default::default()
+                },
+            ],
+        };
+        let pb = proto::SyncRequest::decode(encode_sync(&req).as_slice()).unwrap();
+        assert_eq!(
+            (pb.domain.as_str(), pb.replica.as_str(), pb.since),
+            ("rag-guard", "00ff", 300)
+        );
+        assert_eq!(pb.keys.len(), 2);
+        let k = &pb.keys[0];
+        let r = k.revocation.as_ref().unwrap();
+        assert!(r.revoked);
+        assert_eq!(
+            (r.by, r.at_secs, r.changed_ms),
+            (2, 1_700_000_000, 1_700_000_000_123)
+        );
+        assert_eq!(k.seen[0].tag, u32::MAX);
+        assert_eq!(k.leak.as_ref().unwrap().max_addresses, 10);
+        assert_eq!(k.days[0].rejected, 2);
+        assert_eq!((k.request_count, k.last_used), (7, 1_700_000_001));
+        assert!(pb.keys[1].revocation.is_none());
+
+        let usage =
+            proto::UsageRequest::decode(encode_usage("d", &["a", "b"], 19_990, 20_000).as_slice())
+                .unwrap();
+        assert_eq!(usage.names, vec!["a", "b"]);
+        assert_eq!((usage.first_day, usage.last_day), (19_990, 20_000));
+    }
+
+    #[test]
+    fn prost_answers_decode() {
+        let answer = proto::SyncResponse {
+            version: 1 << 40,
+            revocations: vec![proto::Revocation {
+                name: "acme".into(),
+                revoked: true,
+                by: 1,
+                at_secs: 9,
+                changed_ms: 9_001,
+            }],
+            leaks: vec![proto::LeakReport {
+                name: "watched".into(),
+                distinct: 11,
+            }],
+        };
+        let got = decode_sync(&answer.encode_to_vec()).unwrap();
+        assert_eq!(got.version, 1 << 40);
+        assert_eq!(got.revocations[0].0, "acme");
+        assert_eq!(got.revocations[0].1.changed_ms, 9_001);
+        assert_eq!(got.leaks, vec![("watched".to_string(), 11)]);
+
+        let usage = proto::UsageResponse {
+            keys: vec![proto::KeyUsage {
+                name: "acme".into(),
+                days: vec![proto::DayUsage {
+                    day: 20_000,
+                    admitted: 3,
+                    rate_limited: 2,
+                    rejected: 1,
+                }],
+                request_count: 6,
+                last_used: 5,
+            }],
+        };
+        let got = decode_usage(&usage.encode_to_vec()).unwrap();
+        assert_eq!(got[0].days[0].rate_limited, 2);
+        assert_eq!((got[0].request_count, got[0].last_used), (6, 5));
+    }
 }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use crate::auth::keys::KeyEntry;
 use crate::http::LocalReply;
 use crate::key_state::rate_limiter::LeakTrip;
+use crate::limits::token_bucket::{BucketView, LimitKind};
 use crate::ops::events::{SecurityEvent, Severity};
 
 use super::outcome::Outcome;
@@ -45,10 +46,20 @@ pub struct Decision<'c> {
     pub cas_retries: u32,
     /// Events besides the request's own (admin changes to keys).
     pub events: Vec<(Severity, SecurityEvent)>,
+    /// Cluster mode: the key's minute and hour budgets must be asked of the
+    /// cluster service before this decision stands (see
+    /// [`cluster_limits`](super::cluster_limits)).
+    pub cluster: Option<ClusterCheck>,
+    /// Cluster mode: decided by this replica's buckets because the service
+    /// did not answer (`failure_mode: local`).
+    pub cluster_fallback: bool,
+    /// Cluster mode, admin usage report: the cluster's totals are to be
+    /// fetched for these days (`reply` is this replica's report meanwhile).
+    pub cluster_usage: Option<crate::ops::admin::UsageQuery>,
 }
 
 impl<'c> Decision<'c> {
-    pub(super) fn of(outcome: Outcome) -> Self {
+    pub fn of(outcome: Outcome) -> Self {
         Decision {
             outcome,
             key: None,
@@ -58,6 +69,9 @@ impl<'c> Decision<'c> {
             leak: None,
             cas_retries: 0,
             events: Vec::new(),
+            cluster: None,
+            cluster_fallback: false,
+            cluster_usage: None,
         }
     }
 
@@ -66,4 +80,17 @@ impl<'c> Decision<'c> {
     pub fn forwarded_identity(&self) -> Option<&'c KeyEntry> {
         self.key.filter(|_| self.outcome == Outcome::Allowed)
     }
+}
+
+/// What the answer of the cluster service is judged with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterCheck {
+    /// The route cost (the request's `hits_addend`).
+    pub cost: u32,
+    /// This replica's buckets' verdict, applied when the service does not
+    /// answer and `failure_mode` is `local`: None admits, Some refuses on
+    /// that limit after that many seconds.
+    pub fallback: Option<(LimitKind, u64)>,
+    /// This replica's bucket views after its spend (burst, minute, hour).
+    pub views: [BucketView; 3],
 }

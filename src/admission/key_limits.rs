@@ -12,7 +12,7 @@ use crate::limits::headers as rate_headers;
 use crate::limits::token_bucket::LimitKind;
 use crate::shared_store::SharedStore;
 
-use super::decision::{Decision, RequestView};
+use super::decision::{ClusterCheck, Decision, RequestView};
 use super::outcome::Outcome;
 
 /// What a request of the valid, enabled, unexpired key `entry` gets.
@@ -75,7 +75,27 @@ pub(super) fn decide_for_key<'c>(
     let mut d = match result.spend {
         Spend::Decided { verdict: v, leak } => {
             let headers = rate_headers::headers(&entry.limits, &v.views);
+            // Cluster mode: the burst bucket is this replica's and refuses
+            // here; the minute and hour are the service's to decide, with
+            // this verdict as the fallback.
+            let burst_over = v.view(LimitKind::Burst).remaining < u64::from(cost);
+            let clustered = config.cluster.is_some() && (v.allowed || !burst_over);
             let mut d = match (v.allowed, v.tripped) {
+                _ if clustered => {
+                    let fallback = (!v.allowed).then(|| {
+                        (
+                            v.tripped.unwrap_or(LimitKind::Minute),
+                            v.retry_after_secs.unwrap_or(60),
+                        )
+                    });
+                    let mut d = decision(Outcome::Allowed, None, headers);
+                    d.cluster = Some(ClusterCheck {
+                        cost,
+                        fallback,
+                        views: v.views,
+                    });
+                    d
+                }
                 (true, _) => decision(Outcome::Allowed, None, headers),
                 (false, tripped) => {
                     let kind = tripped.unwrap_or(LimitKind::Burst);

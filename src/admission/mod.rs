@@ -9,6 +9,7 @@
 //! [`Decision`]. Native tests run it against `MemoryStore`.
 
 mod authenticate;
+pub mod cluster_limits;
 mod decision;
 mod key_limits;
 mod outcome;
@@ -25,7 +26,7 @@ use crate::shared_store::SharedStore;
 use authenticate::authenticate;
 
 pub use authenticate::MAX_KEY_BYTES;
-pub use decision::{Decision, RequestView};
+pub use decision::{ClusterCheck, Decision, RequestView};
 pub use outcome::Outcome;
 
 /// The decisions that need neither the client's address, the clock nor
@@ -84,6 +85,7 @@ pub fn decide<'c>(
         return Decision {
             reply: Some(answer.reply),
             events: answer.events,
+            cluster_usage: answer.cluster_usage,
             ..Decision::of(Outcome::Admin(answer.status))
         };
     }

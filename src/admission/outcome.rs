@@ -34,12 +34,16 @@ pub enum Outcome {
     /// The filter could not do its job (no accepted configuration, a host
     /// call failed, a bucket is missing): refused, never admitted.
     Unavailable,
+    /// Cluster mode, `failure_mode: deny`: the cluster service did not
+    /// answer in time (or not sensibly), so the key's limits could not be
+    /// checked: refused, never admitted unchecked.
+    ClusterUnavailable,
     /// A request to the admin API, answered by it.
     Admin(AdminStatus),
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 23] = [
+    pub const ALL: [Outcome; 24] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::RateLimitStatus,
@@ -58,6 +62,7 @@ impl Outcome {
         Outcome::RateLimited(LimitKind::Hour),
         Outcome::RateLimitContention,
         Outcome::Unavailable,
+        Outcome::ClusterUnavailable,
         Outcome::Admin(AdminStatus::Ok),
         Outcome::Admin(AdminStatus::Denied),
         Outcome::Admin(AdminStatus::QuerySecret),
@@ -85,6 +90,7 @@ impl Outcome {
             Outcome::RateLimited(LimitKind::Hour) => "rate_limited_hour",
             Outcome::RateLimitContention => "rate_limited_contention",
             Outcome::Unavailable => "unavailable",
+            Outcome::ClusterUnavailable => "cluster_unavailable",
             Outcome::Admin(_) => "admin",
         }
     }
@@ -104,7 +110,7 @@ impl Outcome {
             Outcome::AuthBlocked | Outcome::RateLimited(_) | Outcome::RateLimitContention => {
                 "rate_limited"
             }
-            Outcome::Unavailable => "unavailable",
+            Outcome::Unavailable | Outcome::ClusterUnavailable => "unavailable",
             Outcome::Admin(_) => "admin",
         }
     }
@@ -126,6 +132,7 @@ impl Outcome {
             Outcome::AuthBlocked => "failed_auth",
             Outcome::RateLimited(kind) => kind.as_str(),
             Outcome::RateLimitContention => "contention",
+            Outcome::ClusterUnavailable => "cluster",
             Outcome::Admin(status) => status.as_str(),
         }
     }
@@ -172,6 +179,7 @@ impl Outcome {
                 "Rate limit exceeded: too many simultaneous requests for this key",
             ),
             Outcome::Unavailable => (503, "Authentication temporarily unavailable"),
+            Outcome::ClusterUnavailable => (503, "Rate limiting temporarily unavailable"),
             Outcome::Allowed
             | Outcome::Public
             | Outcome::RateLimitStatus

@@ -350,7 +350,7 @@ fn runtime_revocation_refuses_with_403_without_blocking_the_address() {
     let c = config_with("");
     let store = store_for(&c);
     let good = c.keys.get(&sha256(b"k-good")).unwrap();
-    crate::key_state::revoke(&store, &good.sha256, RevokedBy::Admin, 1).unwrap();
+    crate::key_state::revoke(&store, &good.sha256, RevokedBy::Admin, 1000).unwrap();
     let req = view(&[b"k-good"], "/query", Some("api.example.com"));
     let d = decide(&c, &req, &store, NOW);
     assert_eq!(d.outcome, Outcome::RevokedKey(RevokedBy::Admin));
@@ -478,4 +478,52 @@ fn method_override_headers_are_refused_before_anything_else_but_the_host() {
         decide(&c, &elsewhere, &store, NOW).outcome,
         Outcome::HostRejected
     );
+}
+
+#[test]
+fn cluster_mode_asks_the_service_for_minute_and_hour_but_burst_stays_local() {
+    let text = format!(
+        r#"{{"keys": [{{"name": "k", "sha256": "{}", "tier": "t"}}],
+            "tiers": {{"t": {{"per_minute": 3, "per_hour": 100, "burst": 4}}}},
+            "cluster": {{"service": "rls"}}}}"#,
+        sha256_hex(b"k-k")
+    );
+    let c = config::parse(text.as_bytes()).unwrap();
+    let store = store_for(&c);
+    let req = view(&[b"k-k"], "/q", None);
+    // The minute (3) trips before the burst (4): the service decides, with
+    // this replica's "over the minute" as the fallback.
+    let fallbacks: Vec<_> = (0..5)
+        .map(|_| {
+            let d = decide(&c, &req, &store, NOW);
+            assert_eq!(d.outcome, Outcome::Allowed);
+            assert!(d.reply.is_none());
+            let check = d.cluster.expect("a cluster check");
+            assert_eq!(check.cost, 1);
+            check.fallback.map(|(kind, _)| kind)
+        })
+        .collect();
+    assert_eq!(
+        fallbacks,
+        vec![
+            None,
+            None,
+            None,
+            Some(LimitKind::Minute),
+            Some(LimitKind::Minute)
+        ]
+    );
+    // tiny (burst 2 under a minute of 3): the third at once is over this
+    // replica's burst and refused here, without asking.
+    let c2 = config_with(r#", "cluster": {"service": "rls"}"#);
+    let store2 = store_for(&c2);
+    let req2 = view(&[b"k-tiny"], "/q", Some("api.example.com"));
+    let d: Vec<Decision<'_>> = (0..3).map(|_| decide(&c2, &req2, &store2, NOW)).collect();
+    assert!(d[0].cluster.is_some() && d[1].cluster.is_some());
+    assert!(d[2].cluster.is_none());
+    assert!(matches!(d[2].outcome, Outcome::RateLimited(_)));
+    // Without a cluster section nothing is asked.
+    let local = config_with("");
+    let store3 = store_for(&local);
+    assert!(decide(&local, &req2, &store3, NOW).cluster.is_none());
 }

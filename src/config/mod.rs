@@ -7,6 +7,7 @@
 
 mod admin;
 mod body_inspection;
+mod cluster;
 mod error;
 mod keys;
 mod leak_detection;
@@ -20,6 +21,7 @@ use crate::auth::host_allowlist::HostAllowlist;
 use crate::auth::keys::KeyTable;
 use crate::auth::leak_detection::LeakDetection;
 use crate::auth::public_paths::PublicPaths;
+use crate::cluster::settings::ClusterSettings;
 use crate::http::response_headers::{is_token, SecurityHeaders};
 use crate::http::{FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER, SECRET_HEADER};
 use crate::inspection::routes::BodyInspection;
@@ -28,12 +30,14 @@ use crate::limits::token_bucket::Limits;
 
 use admin::{parse_admin, RawAdmin};
 use body_inspection::RawBodyInspection;
+use cluster::{parse_cluster, RawCluster};
 use error::err;
 use keys::{default_enabled, parse_keys, RawKey};
 use leak_detection::RawLeakDetection;
 use limits::{parse_route_costs, parse_tiers, RawRouteCost, RawTier};
 
 pub use admin::{AdminConfig, DEFAULT_ADMIN_PREFIX};
+pub use cluster::MAX_TIMEOUT_MS;
 pub use error::ConfigError;
 pub use keys::{is_plain_name, parse_timestamp, MAX_NAME_LEN};
 pub use limits::{default_tiers, MAX_COST, MAX_PER_HOUR, MAX_PER_MINUTE};
@@ -63,6 +67,9 @@ pub struct Config {
     pub leak_detection: LeakDetection,
     /// Per-key usage bookkeeping (request counts, last use, per-day counts).
     pub usage_enabled: bool,
+    /// Cluster mode: limits, revocations, leak detection and usage shared
+    /// by every replica through the cluster service. None: this Envoy alone.
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Config {
@@ -102,6 +109,8 @@ struct RawConfig {
     leak_detection: RawLeakDetection,
     #[serde(default)]
     usage: RawUsage,
+    #[serde(default)]
+    cluster: Option<RawCluster>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +242,11 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     }
     let leak_detection = leak_detection::parse_config(raw.leak_detection)
         .map_err(|(field, message)| err(field, message))?;
+    let cluster = raw
+        .cluster
+        .map(parse_cluster)
+        .transpose()
+        .map_err(|(field, message)| err(field, message))?;
 
     Ok(Config {
         api_key_header,
@@ -250,6 +264,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         admin,
         leak_detection,
         usage_enabled: raw.usage.enabled,
+        cluster,
     })
 }
 
@@ -306,6 +321,59 @@ mod tests {
 
     fn error_of(text: &str) -> ConfigError {
         parse(text.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn cluster_section_is_optional_and_validated() {
+        use crate::cluster::settings::FailureMode;
+        let d = sha256_hex(b"x");
+        let with =
+            |cluster: &str| format!(r#"{{"keys": [{{"name": "a", "sha256": "{d}"}}]{cluster}}}"#);
+        assert!(parse(with("").as_bytes()).unwrap().cluster.is_none());
+        let c = parse(with(r#", "cluster": {"service": "rag_guard_cluster"}"#).as_bytes()).unwrap();
+        let s = c.cluster.unwrap();
+        assert_eq!(
+            (s.domain.as_str(), s.timeout_ms, s.failure_mode),
+            ("rag-guard", 100, FailureMode::Deny)
+        );
+        let local = with(
+            r#", "cluster": {"service": "s", "domain": "d", "timeout_ms": 250, "failure_mode": "local"}"#,
+        );
+        assert_eq!(
+            parse(local.as_bytes())
+                .unwrap()
+                .cluster
+                .unwrap()
+                .failure_mode,
+            FailureMode::Local
+        );
+        for (cluster, field) in [
+            (r#", "cluster": {}"#, "configuration"),
+            (r#", "cluster": {"service": ""}"#, "cluster.service"),
+            (r#", "cluster": {"service": "a b"}"#, "cluster.service"),
+            (
+                r#", "cluster": {"service": "s", "domain": "a/b"}"#,
+                "cluster.domain",
+            ),
+            (
+                r#", "cluster": {"service": "s", "timeout_ms": 0}"#,
+                "cluster.timeout_ms",
+            ),
+            (
+                r#", "cluster": {"service": "s", "timeout_ms": 60000}"#,
+                "cluster.timeout_ms",
+            ),
+            (
+                r#", "cluster": {"service": "s", "failure_mode": "open"}"#,
+                "cluster.failure_mode",
+            ),
+            (
+                r#", "cluster": {"service": "s", "redis": "x"}"#,
+                "configuration",
+            ),
+        ] {
+            assert_eq!(error_of(&with(cluster)).field, field, "{cluster}");
+        }
     }
 
     #[test]

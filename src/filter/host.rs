@@ -86,3 +86,34 @@ pub fn source_address() -> Option<Vec<u8>> {
         .ok()
         .flatten()
 }
+
+/// Starts a unary gRPC call to `cluster` (an Envoy cluster name); the
+/// answer comes to the calling context's `on_grpc_call_response`.
+pub fn dispatch_grpc(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout_ms: u64,
+) -> Result<u32, Status> {
+    hostcalls::dispatch_grpc_call(
+        cluster,
+        service,
+        method,
+        Vec::new(),
+        Some(message),
+        std::time::Duration::from_millis(timeout_ms),
+    )
+}
+
+/// The message of a gRPC answer (`size` bytes).
+pub fn grpc_response(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+        .ok()
+        .map(Option::unwrap_or_default)
+}
+
+/// Lets a request that the filter held go on.
+pub fn resume_request() -> Result<(), Status> {
+    hostcalls::resume_http_request()
+}

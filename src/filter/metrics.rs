@@ -15,6 +15,10 @@
 //! | `rag_guard.leak_detections.key.<k>.action.<a>` | `rag_guard_leak_detections{key,action}` |
 //! | `rag_guard.body_flagged.category.<c>` | `rag_guard_body_flagged{category}` |
 //! | `rag_guard.cas_retries` | `rag_guard_cas_retries` |
+//! | `rag_guard.cluster.call_errors` | `rag_guard_cluster_call_errors` (per-request calls to the cluster service that got no usable answer) |
+//! | `rag_guard.cluster.fallbacks` | `rag_guard_cluster_fallbacks` (requests decided by local buckets, `failure_mode: local`) |
+//! | `rag_guard.cluster.syncs` / `rag_guard.cluster.sync_errors` | `rag_guard_cluster_syncs` / `rag_guard_cluster_sync_errors` |
+//! | `rag_guard.cluster.adopted` | `rag_guard_cluster_adopted` (revocation changes taken from the cluster) |
 //! | `rag_guard.inspection_duration_us` (histogram) | `rag_guard_inspection_duration_us_bucket{le}` |
 
 use std::cell::RefCell;
@@ -54,6 +58,9 @@ pub struct Metrics {
     flagged: Vec<u32>,
     cas_retries: u32,
     inspection_us: u32,
+    /// Cluster mode: call errors, fallbacks, syncs, sync errors, adopted
+    /// changes.
+    cluster: [u32; 5],
     /// (key name, decision) -> id, and key name -> leak id.
     per_key: RefCell<HashMap<(String, &'static str), u32>>,
 }
@@ -96,6 +103,13 @@ impl Metrics {
             invalid_input,
             flagged,
             cas_retries: counter("rag_guard.cas_retries")?,
+            cluster: [
+                counter("rag_guard.cluster.call_errors")?,
+                counter("rag_guard.cluster.fallbacks")?,
+                counter("rag_guard.cluster.syncs")?,
+                counter("rag_guard.cluster.sync_errors")?,
+                counter("rag_guard.cluster.adopted")?,
+            ],
             inspection_us: hostcalls::define_metric(
                 MetricType::Histogram,
                 "rag_guard.inspection_duration_us",
@@ -130,6 +144,24 @@ impl Metrics {
     pub fn count_cas_retries(&self, retries: u32) {
         if retries > 0 {
             increment(Some(self.cas_retries), u64::from(retries));
+        }
+    }
+
+    pub fn count_cluster_error(&self) {
+        increment(Some(self.cluster[0]), 1);
+    }
+
+    pub fn count_cluster_fallback(&self) {
+        increment(Some(self.cluster[1]), 1);
+    }
+
+    pub fn count_sync(&self, ok: bool) {
+        increment(Some(self.cluster[if ok { 2 } else { 3 }]), 1);
+    }
+
+    pub fn count_adopted(&self, n: usize) {
+        if n > 0 {
+            increment(Some(self.cluster[4]), n as u64);
         }
     }
 

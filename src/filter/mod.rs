@@ -7,9 +7,12 @@
 //! sends the filter's own answers; `record` writes events and counts
 //! metrics; `usage` holds this worker's usage counts; `host` wraps the host
 //! calls so they never panic and implements `SharedStore` on shared data;
-//! `metrics` defines and increments the Envoy metrics.
+//! `metrics` defines and increments the Envoy metrics; `held` carries a
+//! request that waits for the cluster service, `sync` makes the timer's
+//! cluster sync call and applies its answer.
 
 mod active;
+mod held;
 mod host;
 mod metrics;
 mod pending;
@@ -17,6 +20,7 @@ mod record;
 mod reply;
 mod request;
 mod root;
+mod sync;
 mod usage;
 
 use proxy_wasm::traits::RootContext;
@@ -24,5 +28,5 @@ use proxy_wasm::traits::RootContext;
 use root::RootFilter;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RootFilter { active: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RootFilter { active: None, sync_token: None }) });
 }}

@@ -113,6 +113,7 @@ pub(super) fn log_event(
         Outcome::RateLimited(kind) => ("rate_limited", Severity::Warn, Some(kind.as_str())),
         Outcome::RateLimitContention => ("rate_limited", Severity::Warn, Some("contention")),
         Outcome::Unavailable => ("auth_failure", Severity::Error, None),
+        Outcome::ClusterUnavailable => ("cluster_unavailable", Severity::Error, None),
         Outcome::MissingKey
         | Outcome::MultipleKeys
         | Outcome::InvalidKey

@@ -6,18 +6,23 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
-use crate::admission::{self, Outcome, RequestView};
+use crate::admission::cluster_limits::{self, Judged};
+use crate::admission::{self, Decision, Outcome, RequestView};
 use crate::auth::client_address::parse_source_address;
+use crate::cluster::settings::{RLS_METHOD, RLS_SERVICE, SYNC_SERVICE, USAGE_METHOD};
+use crate::cluster::sync_wire;
 use crate::http::response_headers;
 use crate::http::{
     FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER, METHOD_OVERRIDE_HEADERS, SECRET_HEADER,
 };
 use crate::inspection::routes::RouteMatch;
 use crate::inspection::verdict::{flag_categories, BodyVerdict, Rejection};
+use crate::ops::admin::{self as admin_api, usage_days, usage_names};
 use crate::ops::events::SecurityEvent;
 use crate::ops::usage::Kind;
 
 use super::active::Active;
+use super::held::{Facts, Held, Waiting};
 use super::host::{self, HostStore};
 use super::pending::PendingBody;
 use super::record::{count_request, count_side_effects, log_event, request_event};
@@ -31,6 +36,8 @@ pub(super) struct RequestFilter {
     response_headers: Vec<(&'static str, String)>,
     /// Set while the body of an inspected route is being buffered.
     pending: Option<PendingBody>,
+    /// Set while the request waits for the cluster service.
+    waiting: Option<Waiting>,
 }
 
 impl RequestFilter {
@@ -39,11 +46,36 @@ impl RequestFilter {
             active,
             response_headers: Vec::new(),
             pending: None,
+            waiting: None,
         }
     }
 }
 
-impl Context for RequestFilter {}
+impl Context for RequestFilter {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some(active) = self.active.clone() else {
+            return;
+        };
+        let Some(waiting) = self.waiting.take_if(|w| w.token == token_id) else {
+            return;
+        };
+        // gRPC status 0 is OK; anything else (unreachable, deadline) is no
+        // answer.
+        let answer = (status_code == 0)
+            .then(|| host::grpc_response(response_size))
+            .flatten();
+        if answer.is_none() {
+            active.metrics.count_cluster_error();
+        }
+        let action = self.answered(&active, waiting, answer.as_deref());
+        if action == Action::Continue && host::resume_request().is_err() {
+            host::log(
+                LogLevel::Error,
+                "rag-guard: could not resume a held request",
+            );
+        }
+    }
+}
 
 impl HttpContext for RequestFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -106,128 +138,47 @@ impl HttpContext for RequestFilter {
             }
         };
         count_side_effects(&active, &decision);
-        // A request held for body inspection is counted once its body is
-        // judged (as forwarded or as invalid input), not twice.
-        let inspection = &active.config.body_inspection;
-        let route_match = if decision.reply.is_none() {
-            inspection.match_request(method, path, !end_of_stream)
-        } else {
-            RouteMatch::NotInspected
-        };
-        if route_match == RouteMatch::NotInspected {
-            count_request(&active, decision.outcome, decision.key);
-        }
-        log_event(&active, &decision, &request, now_ns);
-        let usage_key = decision.forwarded_identity().map(|k| k.sha256);
-        if let Some(key) = decision.key {
-            if decision.outcome.decision() == "rate_limited" {
-                record_usage(&active, &key.sha256, Kind::RateLimited, now_ns);
-            }
-        }
-
-        if decision.reply.is_some() {
-            send_reply(Some(&active), decision.reply);
-            return Action::Pause;
-        }
-        // Forwarded: the upstream never sees the key, and sees identity
-        // headers only when the filter wrote them. Headers that are absent
-        // cost no host call.
-        let identity = decision.forwarded_identity();
-        let mut applied = Ok(());
-        if !api_keys.is_empty() {
-            applied =
-                applied.and_then(|_| host::set_request_header(&active.config.api_key_header, None));
-        }
-        if !admin_secrets.is_empty() {
-            applied = applied.and_then(|_| host::set_request_header(SECRET_HEADER, None));
-        }
-        if identity.is_some() || has_identity_headers {
-            applied = applied
-                .and_then(|_| {
-                    host::set_request_header(KEY_NAME_HEADER, identity.map(|k| k.name.as_str()))
-                })
-                .and_then(|_| {
-                    host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
-                })
-                .and_then(|_| host::set_request_header(FLAGS_HEADER, None));
-        }
-        if applied.is_err() {
-            return refuse(&active, Outcome::Unavailable);
-        }
-        self.response_headers = decision.response_headers.clone();
-
-        // Inspected routes: nothing goes upstream until the body is checked.
-        let (route_index, wrong_method) = match route_match {
-            RouteMatch::NotInspected => {
-                if let Some(key) = &usage_key {
-                    record_usage(&active, key, Kind::Admitted, now_ns);
-                }
-                return Action::Continue;
-            }
-            RouteMatch::Inspect(index) => (index, None),
-            RouteMatch::WrongMethod(allow) => (0, Some(allow)),
-        };
-        let event = SecurityEvent {
-            event: "validation_failed",
-            ..request_event(&decision, &request)
-        };
-        let pending = PendingBody {
-            route: route_index,
-            size: 0,
-            event,
-            key: usage_key,
-            outcome: decision.outcome,
+        let facts = Facts {
+            method,
+            path,
+            client_ip: request.client_ip,
+            content_type,
+            content_length,
+            strip_key: !api_keys.is_empty(),
+            strip_secret: !admin_secrets.is_empty(),
+            has_identity_headers,
+            end_of_stream,
             now_ns,
         };
-        if let Some(allow) = wrong_method {
-            let rejection = Rejection::method_not_allowed(allow);
-            reject_body(&active, rejection, &pending, &self.response_headers);
-            return Action::Pause;
+        // Cluster mode: the key's minute and hour budgets, or the admin
+        // usage report, come from the cluster service; the request waits.
+        if let Some(held) = Held::of(&decision) {
+            return self.hold(&active, held, decision, &facts);
         }
-        let Some(route) = inspection.routes.get(route_index) else {
-            return refuse_body(&active);
-        };
-        if let Err(rejection) = inspection.check_headers(route, content_type, content_length) {
-            reject_body(&active, rejection, &pending, &self.response_headers);
-            return Action::Pause;
-        }
-        if end_of_stream {
-            // No body at all: judged as an empty one.
-            return self.finish_body(&active, pending, &[]);
-        }
-        self.pending = Some(pending);
-        Action::Pause
+        self.settle(&active, decision, &facts)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let (Some(active), Some(pending)) = (self.active.clone(), self.pending.as_mut()) else {
-            return Action::Continue;
-        };
-        pending.size = body_size;
-        let inspection = &active.config.body_inspection;
-        let Some(route) = inspection.routes.get(pending.route) else {
-            return refuse_body(&active);
-        };
-        if let Some(rejection) = inspection.over_limit(route, body_size) {
-            if let Some(pending) = self.pending.take() {
-                reject_body(&active, rejection, &pending, &self.response_headers);
-            }
+        if let Some(waiting) = self.waiting.as_mut() {
+            // Buffered until the cluster service has answered.
+            waiting.body = Some((body_size, end_of_stream));
             return Action::Pause;
         }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.finish_pending(&active)
+        self.body_phase(body_size, end_of_stream)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // HTTP/2 with trailers: the body ended before them.
+        if let Some(waiting) = self.waiting.as_mut() {
+            let size = waiting.body.map_or(0, |(size, _)| size);
+            waiting.body = Some((size, true));
+            return Action::Pause;
+        }
         match self.active.clone() {
             Some(active) if self.pending.is_some() => self.finish_pending(&active),
             _ => Action::Continue,
         }
     }
-
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // Two host calls (read the map, write it back) instead of one per
         // header: the response phase runs on every request.
@@ -249,6 +200,244 @@ impl HttpContext for RequestFilter {
 }
 
 impl RequestFilter {
+    /// Sends the cluster service its question and holds the request; if the
+    /// call cannot even start, the answer is judged as missing at once.
+    fn hold(
+        &mut self,
+        active: &Active,
+        held: Held,
+        decision: Decision<'_>,
+        f: &Facts<'_>,
+    ) -> Action {
+        let Some(settings) = &active.config.cluster else {
+            return self.settle(active, decision, f);
+        };
+        let call = match &held {
+            Held::Limits { check, .. } => decision.key.map(|key| {
+                let message = cluster_limits::rls_request(settings, key, check);
+                let timeout = u64::from(settings.timeout_ms);
+                host::dispatch_grpc(
+                    &settings.service,
+                    RLS_SERVICE,
+                    RLS_METHOD,
+                    &message,
+                    timeout,
+                )
+            }),
+            Held::Usage { query, .. } => {
+                let (first, last) = usage_days(query);
+                let names = usage_names(&active.config);
+                let message = sync_wire::encode_usage(&settings.domain, &names, first, last);
+                let timeout = crate::cluster::settings::SYNC_TIMEOUT_MS;
+                Some(host::dispatch_grpc(
+                    &settings.service,
+                    SYNC_SERVICE,
+                    USAGE_METHOD,
+                    &message,
+                    timeout,
+                ))
+            }
+        };
+        let waiting = Waiting::new(0, held, f);
+        match call {
+            Some(Ok(token)) => {
+                self.waiting = Some(Waiting { token, ..waiting });
+                Action::Pause
+            }
+            _ => {
+                active.metrics.count_cluster_error();
+                self.answered(active, waiting, None)
+            }
+        }
+    }
+
+    /// The cluster service's answer (None: none) turned into the request's
+    /// decision, then applied as any other.
+    fn answered(&mut self, active: &Active, waiting: Waiting, answer: Option<&[u8]>) -> Action {
+        let facts = waiting.facts();
+        let decision = match &waiting.held {
+            Held::Limits {
+                digest,
+                key_id,
+                check,
+                leak,
+            } => {
+                let (Some(settings), Some(key)) =
+                    (&active.config.cluster, active.config.keys.get(digest))
+                else {
+                    return refuse(active, Outcome::Unavailable);
+                };
+                let (mut d, judged) =
+                    cluster_limits::judge(settings, key, key_id.clone(), check, answer);
+                if judged == Judged::Fallback {
+                    active.metrics.count_cluster_fallback();
+                }
+                d.leak = *leak;
+                d
+            }
+            Held::Usage {
+                query,
+                reply,
+                outcome,
+                events,
+            } => {
+                let totals = answer.and_then(sync_wire::decode_usage);
+                Decision {
+                    reply: match totals {
+                        Some(t) => Some(admin_api::cluster_usage_reply(&active.config, query, &t)),
+                        None => reply.clone(),
+                    },
+                    events: events.clone(),
+                    ..Decision::of(*outcome)
+                }
+            }
+        };
+        let action = self.settle(active, decision, &facts);
+        // A body that arrived while the request was held.
+        match (action, waiting.body) {
+            (Action::Pause, Some((size, ended))) if self.pending.is_some() => {
+                self.body_phase(size, ended)
+            }
+            _ => action,
+        }
+    }
+
+    /// Applies a decision: metrics, events and usage, then the reply, or
+    /// the request's headers and (inspected routes) the wait for its body.
+    fn settle(&mut self, active: &Active, decision: Decision<'_>, f: &Facts<'_>) -> Action {
+        let request = RequestView {
+            authority: None,
+            path: f.path,
+            method: f.method,
+            api_keys: &[],
+            client_ip: f.client_ip,
+            admin_secrets: &[],
+            method_override: false,
+        };
+        let now_ns = f.now_ns;
+        if decision.cluster_fallback {
+            let fallback = SecurityEvent {
+                event: "cluster_fallback",
+                reason: "cluster_unavailable",
+                ..request_event(&decision, &request)
+            };
+            host::log(LogLevel::Warn, &fallback.to_json());
+        }
+        // A request held for body inspection is counted once its body is
+        // judged (as forwarded or as invalid input), not twice.
+        let inspection = &active.config.body_inspection;
+        let route_match = if decision.reply.is_none() {
+            inspection.match_request(f.method, f.path, !f.end_of_stream)
+        } else {
+            RouteMatch::NotInspected
+        };
+        if route_match == RouteMatch::NotInspected {
+            count_request(active, decision.outcome, decision.key);
+        }
+        log_event(active, &decision, &request, now_ns);
+        let usage_key = decision.forwarded_identity().map(|k| k.sha256);
+        if let Some(key) = decision.key {
+            if decision.outcome.decision() == "rate_limited" {
+                record_usage(active, &key.sha256, Kind::RateLimited, now_ns);
+            }
+        }
+
+        if decision.reply.is_some() {
+            send_reply(Some(active), decision.reply);
+            return Action::Pause;
+        }
+        // Forwarded: the upstream never sees the key, and sees identity
+        // headers only when the filter wrote them. Headers that are absent
+        // cost no host call.
+        let identity = decision.forwarded_identity();
+        let mut applied = Ok(());
+        if f.strip_key {
+            applied =
+                applied.and_then(|_| host::set_request_header(&active.config.api_key_header, None));
+        }
+        if f.strip_secret {
+            applied = applied.and_then(|_| host::set_request_header(SECRET_HEADER, None));
+        }
+        if identity.is_some() || f.has_identity_headers {
+            applied = applied
+                .and_then(|_| {
+                    host::set_request_header(KEY_NAME_HEADER, identity.map(|k| k.name.as_str()))
+                })
+                .and_then(|_| {
+                    host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
+                })
+                .and_then(|_| host::set_request_header(FLAGS_HEADER, None));
+        }
+        if applied.is_err() {
+            return refuse(active, Outcome::Unavailable);
+        }
+        self.response_headers = decision.response_headers.clone();
+
+        // Inspected routes: nothing goes upstream until the body is checked.
+        let (route_index, wrong_method) = match route_match {
+            RouteMatch::NotInspected => {
+                if let Some(key) = &usage_key {
+                    record_usage(active, key, Kind::Admitted, now_ns);
+                }
+                return Action::Continue;
+            }
+            RouteMatch::Inspect(index) => (index, None),
+            RouteMatch::WrongMethod(allow) => (0, Some(allow)),
+        };
+        let event = SecurityEvent {
+            event: "validation_failed",
+            ..request_event(&decision, &request)
+        };
+        let pending = PendingBody {
+            route: route_index,
+            size: 0,
+            event,
+            key: usage_key,
+            outcome: decision.outcome,
+            now_ns,
+        };
+        if let Some(allow) = wrong_method {
+            let rejection = Rejection::method_not_allowed(allow);
+            reject_body(active, rejection, &pending, &self.response_headers);
+            return Action::Pause;
+        }
+        let Some(route) = inspection.routes.get(route_index) else {
+            return refuse_body(active);
+        };
+        if let Err(rejection) = inspection.check_headers(route, f.content_type, f.content_length) {
+            reject_body(active, rejection, &pending, &self.response_headers);
+            return Action::Pause;
+        }
+        if f.end_of_stream {
+            // No body at all: judged as an empty one.
+            return self.finish_body(active, pending, &[]);
+        }
+        self.pending = Some(pending);
+        Action::Pause
+    }
+
+    /// The body of an inspected route: buffered until it ends, then judged.
+    fn body_phase(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(active), Some(pending)) = (self.active.clone(), self.pending.as_mut()) else {
+            return Action::Continue;
+        };
+        pending.size = body_size;
+        let inspection = &active.config.body_inspection;
+        let Some(route) = inspection.routes.get(pending.route) else {
+            return refuse_body(&active);
+        };
+        if let Some(rejection) = inspection.over_limit(route, body_size) {
+            if let Some(pending) = self.pending.take() {
+                reject_body(&active, rejection, &pending, &self.response_headers);
+            }
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.finish_pending(&active)
+    }
+
     fn finish_pending(&mut self, active: &Active) -> Action {
         let Some(pending) = self.pending.take() else {
             return Action::Continue;

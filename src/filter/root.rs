@@ -9,21 +9,40 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::auth::failed_auth::FailedAuthTable;
+use crate::cluster::settings::SYNC_INTERVAL_MS;
 use crate::config::{self};
 use crate::key_state::{self};
 use crate::ops::usage::{self};
+use crate::sync::lease;
 
 use super::active::Active;
 use super::host::{self, HostStore};
 use super::metrics::Metrics;
 use super::request::RequestFilter;
+use super::sync::{start_sync, sync_answered};
 use super::usage::flush_usage;
 
 pub(super) struct RootFilter {
     pub(super) active: Option<Rc<Active>>,
+    /// Cluster mode: the sync call in flight from this thread, if any.
+    pub(super) sync_token: Option<u32>,
 }
 
-impl Context for RootFilter {}
+impl Context for RootFilter {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if self.sync_token != Some(token_id) {
+            return;
+        }
+        self.sync_token = None;
+        let Some(active) = self.active.clone() else {
+            return;
+        };
+        let answer = (status_code == 0)
+            .then(|| host::grpc_response(response_size))
+            .flatten();
+        sync_answered(&active, answer.as_deref());
+    }
+}
 
 impl RootContext for RootFilter {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -37,10 +56,16 @@ impl RootContext for RootFilter {
                         active.config.tiers.len(),
                     ),
                 );
+                let clustered = active.config.cluster.is_some();
                 self.active = Some(Rc::new(active));
                 // Every worker (and the main thread, which has nothing to
-                // flush) adds its usage counts to shared data on this tick.
-                let period = Duration::from_secs(usage::FLUSH_INTERVAL_SECS);
+                // flush) adds its usage counts to shared data on this tick;
+                // in cluster mode one of them also syncs with the service.
+                let period = if clustered {
+                    Duration::from_millis(SYNC_INTERVAL_MS)
+                } else {
+                    Duration::from_secs(usage::FLUSH_INTERVAL_SECS)
+                };
                 if hostcalls::set_tick_period(period).is_err() {
                     host::log(
                         LogLevel::Error,
@@ -61,6 +86,11 @@ impl RootContext for RootFilter {
 
     fn on_tick(&mut self) {
         flush_usage(self.active.as_deref());
+        if let Some(active) = self.active.clone() {
+            if active.config.cluster.is_some() && self.sync_token.is_none() {
+                self.sync_token = start_sync(&active);
+            }
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -87,6 +117,16 @@ fn configure(size: usize) -> Result<(Active, usize), String> {
             .map_err(|e| format!("cannot create usage entries: {e}"))?;
     let (auth_table, slots) = FailedAuthTable::open(&HostStore, random_key)
         .map_err(|e| format!("cannot create the failed-auth table: {e}"))?;
+    let mut slots = slots;
+    if config.cluster.is_some() {
+        let replica = random_key()
+            .and_then(|k| k[..8].try_into().ok())
+            .ok_or("no random source for the replica id")?;
+        slots += usize::from(
+            lease::open(&HostStore, replica)
+                .map_err(|e| format!("cannot create the cluster sync entry: {e}"))?,
+        );
+    }
     let metrics = Metrics::define(&config).map_err(|s| format!("cannot define metrics ({s:?})"))?;
     let active = Active {
         config,

@@ -7,12 +7,16 @@ use crate::limits::token_bucket::{BucketState, STATE_LEN};
 use crate::shared_store::{create_missing, SharedStore, StoreError};
 
 pub const ENTRY_PREFIX: &str = "rag-guard/v2/key/";
-const VERSION: u8 = 2;
+/// Version 3 added the time of the last revocation change; version 2
+/// entries (written by earlier builds, kept across a reload) still decode.
+const VERSION: u8 = 3;
+const VERSION_2: u8 = 2;
 const BUCKETS_AT: usize = 1;
 const REVOKED_AT: usize = BUCKETS_AT + STATE_LEN;
 const WINDOW_AT: usize = REVOKED_AT + 1 + 8;
+const CHANGED_AT: usize = WINDOW_AT + SLOTS * SLOT_LEN;
 /// Encoded size of a [`KeyState`].
-pub const ENTRY_LEN: usize = WINDOW_AT + SLOTS * SLOT_LEN;
+pub const ENTRY_LEN: usize = CHANGED_AT + 8;
 
 /// CAS attempts of an admin change before it gives up (503).
 pub const MAX_ADMIN_CAS_ATTEMPTS: usize = 16;
@@ -60,6 +64,9 @@ pub struct KeyState {
     pub buckets: BucketState,
     pub revoked: Option<Revocation>,
     pub addresses: AddressWindow,
+    /// Unix milliseconds of the last revoke or restore (0: never), made here
+    /// or taken from the cluster: in cluster mode the latest change wins.
+    pub changed_ms: u64,
 }
 
 impl KeyState {
@@ -71,20 +78,26 @@ impl KeyState {
             out[REVOKED_AT] = r.by.code();
             out[REVOKED_AT + 1..WINDOW_AT].copy_from_slice(&r.at_secs.to_le_bytes());
         }
-        self.addresses.encode_into(&mut out[WINDOW_AT..]);
+        self.addresses.encode_into(&mut out[WINDOW_AT..CHANGED_AT]);
+        out[CHANGED_AT..].copy_from_slice(&self.changed_ms.to_le_bytes());
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != ENTRY_LEN || bytes[0] != VERSION {
-            return None;
-        }
+        let changed_ms = match (bytes.first(), bytes.len()) {
+            (Some(&VERSION), ENTRY_LEN) => {
+                u64::from_le_bytes(bytes.get(CHANGED_AT..)?.try_into().ok()?)
+            }
+            (Some(&VERSION_2), CHANGED_AT) => 0,
+            _ => return None,
+        };
         let by = RevokedBy::from_code(bytes[REVOKED_AT])?;
         let at_secs = u64::from_le_bytes(bytes.get(REVOKED_AT + 1..WINDOW_AT)?.try_into().ok()?);
         Some(KeyState {
             buckets: BucketState::decode(&bytes[BUCKETS_AT..REVOKED_AT])?,
             revoked: by.map(|by| Revocation { by, at_secs }),
-            addresses: AddressWindow::decode(&bytes[WINDOW_AT..])?,
+            addresses: AddressWindow::decode(&bytes[WINDOW_AT..CHANGED_AT])?,
+            changed_ms,
         })
     }
 }
@@ -124,10 +137,15 @@ mod tests {
             at_secs: 7,
         });
         s.addresses.observe(5, 6, 300, true);
+        s.changed_ms = 1234;
         let bytes = s.encode();
-        assert_eq!(bytes.len(), 299);
+        assert_eq!(bytes.len(), 307);
         assert_eq!(KeyState::decode(&bytes), Some(s));
-        assert_eq!(KeyState::decode(&bytes[..298]), None);
+        assert_eq!(KeyState::decode(&bytes[..306]), None);
+        // A version 2 entry (no change time) still reads.
+        let mut v2 = bytes[..CHANGED_AT].to_vec();
+        v2[0] = VERSION_2;
+        assert_eq!(KeyState::decode(&v2), Some(KeyState { changed_ms: 0, ..s }));
         let mut bad = bytes;
         bad[REVOKED_AT] = 9;
         assert_eq!(KeyState::decode(&bad), None);

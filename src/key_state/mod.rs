@@ -1,7 +1,7 @@
 //! The runtime state of one configured key, shared by every worker: its
 //! token buckets, a runtime revocation, and its leak-detection address
 //! window, in one shared-data entry `rag-guard/v2/key/<sha256 hex>`
-//! (`entry::ENTRY_LEN` = 299 bytes).
+//! (`entry::ENTRY_LEN` = 307 bytes).
 //!
 //! One entry per key means one `get` and at most one CAS `set` per request
 //! cover the limits, the revocation check and the address count together;
@@ -19,7 +19,7 @@
 //!
 //! Layout: version (1) | buckets (`token_bucket::STATE_LEN` = 33) |
 //! revocation kind (1) | revoked at, Unix seconds (8) | address window
-//! (`leak_detection::SLOTS` x 8).
+//! (`leak_detection::SLOTS` x 8) | last revocation change, Unix ms (8).
 
 //!
 //! `entry` holds the layout, `rate_limiter` the per-request spend (one CAS

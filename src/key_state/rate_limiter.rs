@@ -118,6 +118,7 @@ pub fn spend(
                 by: RevokedBy::LeakDetection,
                 at_secs: now_secs,
             });
+            state.changed_ms = now_ns / 1_000_000;
             write = true;
         } else if verdict.allowed {
             state.buckets = verdict.state;
@@ -247,7 +248,7 @@ mod tests {
         let store = MemoryStore::new();
         let d = sha256(b"k");
         ensure_entries(&store, [d].iter()).unwrap();
-        let (r, _) = revoke(&store, &d, RevokedBy::Admin, 5).unwrap();
+        let (r, _) = revoke(&store, &d, RevokedBy::Admin, 5000).unwrap();
         assert_eq!(go(&store, &d, NOW), Spend::Revoked(r));
         let (_, views) = peek(&store, &d, &LIMITS, NOW).unwrap().unwrap();
         assert_eq!(views[0].remaining, 10);

@@ -45,13 +45,14 @@ pub fn update(
     Err(ChangeError::Contention)
 }
 
-/// Revokes the key at runtime (kept if it already is). Returns the
-/// revocation in force and whether this call made it.
+/// Revokes the key at runtime (kept if it already is). `now_ms` is Unix
+/// milliseconds. Returns the revocation in force and whether this call made
+/// it.
 pub fn revoke(
     store: &dyn SharedStore,
     digest: &Digest,
     by: RevokedBy,
-    now_secs: u64,
+    now_ms: u64,
 ) -> Result<(Revocation, bool), ChangeError> {
     let (state, changed) = update(store, digest, |s| {
         if s.revoked.is_some() {
@@ -59,8 +60,9 @@ pub fn revoke(
         }
         s.revoked = Some(Revocation {
             by,
-            at_secs: now_secs,
+            at_secs: now_ms / 1000,
         });
+        s.changed_ms = now_ms;
         true
     })?;
     state
@@ -75,11 +77,15 @@ pub fn revoke(
 pub fn restore(
     store: &dyn SharedStore,
     digest: &Digest,
+    now_ms: u64,
 ) -> Result<Option<Revocation>, ChangeError> {
     let mut lifted = None;
     update(store, digest, |s| {
         lifted = s.revoked.take();
         s.addresses = AddressWindow::default();
+        if lifted.is_some() {
+            s.changed_ms = now_ms;
+        }
         lifted.is_some()
     })?;
     Ok(lifted)
@@ -97,23 +103,25 @@ mod tests {
         let store = MemoryStore::new();
         let d = sha256(b"k");
         assert_eq!(
-            revoke(&store, &d, RevokedBy::Admin, 1),
+            revoke(&store, &d, RevokedBy::Admin, 1000),
             Err(ChangeError::NoEntry)
         );
         ensure_entries(&store, [d].iter()).unwrap();
-        let (r, made) = revoke(&store, &d, RevokedBy::Admin, 10).unwrap();
+        let (r, made) = revoke(&store, &d, RevokedBy::Admin, 10_000).unwrap();
         assert!(made);
         assert_eq!((r.by, r.at_secs), (RevokedBy::Admin, 10));
         // A second revocation keeps the first one's cause and time.
-        let (r2, made2) = revoke(&store, &d, RevokedBy::LeakDetection, 20).unwrap();
+        let (r2, made2) = revoke(&store, &d, RevokedBy::LeakDetection, 20_000).unwrap();
         assert!(!made2);
         assert_eq!(r2, r);
         assert_eq!(read(&store, &d).unwrap().unwrap().revoked, Some(r));
         // Entries are never reset by ensure (a reload).
         assert_eq!(ensure_entries(&store, [d].iter()).unwrap(), 0);
         assert_eq!(read(&store, &d).unwrap().unwrap().revoked, Some(r));
-        assert_eq!(restore(&store, &d).unwrap(), Some(r));
-        assert_eq!(restore(&store, &d).unwrap(), None);
-        assert_eq!(read(&store, &d).unwrap().unwrap().revoked, None);
+        assert_eq!(read(&store, &d).unwrap().unwrap().changed_ms, 10_000);
+        assert_eq!(restore(&store, &d, 30_000).unwrap(), Some(r));
+        assert_eq!(restore(&store, &d, 40_000).unwrap(), None);
+        let after = read(&store, &d).unwrap().unwrap();
+        assert_eq!((after.revoked, after.changed_ms), (None, 30_000));
     }
 }

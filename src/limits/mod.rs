@@ -3,6 +3,5 @@
 //! shared data, no configuration; depends on `http` only.
 
 pub mod headers;
-pub mod rls;
 pub mod route_cost;
 pub mod token_bucket;

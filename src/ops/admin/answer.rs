@@ -66,6 +66,17 @@ pub struct AdminAnswer {
     pub reply: LocalReply,
     /// Events besides `admin_access` (key_revoked, key_restored).
     pub events: Vec<(Severity, SecurityEvent)>,
+    /// Cluster mode, usage report: `reply` is this replica's report; the
+    /// adapter asks the cluster service for these days and answers with
+    /// [`cluster_usage_reply`](super::cluster_usage_reply) when it can.
+    pub cluster_usage: Option<UsageQuery>,
+}
+
+/// The days of a usage report, to be fetched from the cluster service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub now_secs: u64,
+    pub days: u64,
 }
 
 pub(super) fn ok(body: Value) -> LocalReply {

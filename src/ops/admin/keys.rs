@@ -112,6 +112,7 @@ pub(super) fn with_key(
             status: AdminStatus::Error,
             reply: LocalReply::error(404, "Unknown key"),
             events: Vec::new(),
+            cluster_usage: None,
         };
     };
     match act(entry) {
@@ -119,11 +120,13 @@ pub(super) fn with_key(
             status: AdminStatus::Ok,
             reply: ok(body),
             events,
+            cluster_usage: None,
         },
         Err(reply) => AdminAnswer {
             status: AdminStatus::Error,
             reply,
             events: Vec::new(),
+            cluster_usage: None,
         },
     }
 }
@@ -158,14 +161,26 @@ pub fn key_event(
 
 type Acted = Result<(Value, Vec<(Severity, SecurityEvent)>), LocalReply>;
 
+/// What the revoke answer says about the revocation's reach.
+const LOCAL_NOTE: &str =
+    "Runtime revocation: every worker of this Envoy process refuses this key from now on, \
+    across configuration and VM reloads, but an Envoy restart forgets it, and other Envoy \
+    replicas need the same call. Make it permanent with the configuration change below \
+    (or remove the key).";
+const CLUSTER_NOTE: &str =
+    "Runtime revocation, cluster mode: this replica refuses the key from now on and every \
+    replica within about a second (kept in the cluster service's Redis, across Envoy restarts). \
+    Make it permanent with the configuration change below (or remove the key).";
+
 pub(super) fn revoke(
     entry: &KeyEntry,
     store: &dyn SharedStore,
-    now_secs: u64,
+    now_ms: u64,
     req: &AdminRequest<'_>,
+    clustered: bool,
 ) -> Acted {
-    let (revocation, changed) = key_state::revoke(store, &entry.sha256, RevokedBy::Admin, now_secs)
-        .map_err(change_failed)?;
+    let (revocation, changed) =
+        key_state::revoke(store, &entry.sha256, RevokedBy::Admin, now_ms).map_err(change_failed)?;
     let events = if changed {
         vec![(
             Severity::Warn,
@@ -182,10 +197,7 @@ pub(super) fn revoke(
         "revoked_at": rfc3339(revocation.at_secs),
         "changed": changed,
         "runtime_override": true,
-        "note": "Runtime revocation: every worker of this Envoy process refuses this key from now on, \
-                 across configuration and VM reloads, but an Envoy restart forgets it, and other Envoy \
-                 replicas need the same call. Make it permanent with the configuration change below \
-                 (or remove the key).",
+        "note": if clustered { CLUSTER_NOTE } else { LOCAL_NOTE },
         "config_change": {"keys": [{"name": entry.name, "enabled": false}]},
     });
     Ok((body, events))
@@ -194,16 +206,17 @@ pub(super) fn revoke(
 pub(super) fn restore(
     entry: &KeyEntry,
     store: &dyn SharedStore,
-    now_secs: u64,
+    now_ms: u64,
     req: &AdminRequest<'_>,
 ) -> Acted {
+    let now_secs = now_ms / 1000;
     if !entry.enabled {
         return Err(LocalReply::error(
             409,
             "The key is disabled in the configuration; set \"enabled\": true there to restore it",
         ));
     }
-    let lifted = key_state::restore(store, &entry.sha256).map_err(change_failed)?;
+    let lifted = key_state::restore(store, &entry.sha256, now_ms).map_err(change_failed)?;
     let events = match lifted {
         Some(_) => vec![(
             Severity::Info,

@@ -37,9 +37,10 @@ use keys::{expiring, list_keys, restore, revoke, with_key};
 use query::{days_param, query_has_secret, split_query, MAX_SECRET_BYTES};
 use usage_report::usage_report;
 
-pub use answer::{AdminAnswer, AdminRequest, AdminStatus};
+pub use answer::{AdminAnswer, AdminRequest, AdminStatus, UsageQuery};
 pub use dates::rfc3339;
 pub use keys::key_event;
+pub use usage_report::{cluster_usage_reply, usage_days, usage_names};
 
 /// Longest `days=` for `keys/expiring`.
 const MAX_EXPIRING_DAYS: u64 = 3650;
@@ -88,6 +89,7 @@ fn answer_inner(
         status,
         reply,
         events: Vec::new(),
+        cluster_usage: None,
     };
     let Some(admin) = &config.admin else {
         return answer(AdminStatus::Disabled, LocalReply::error(404, "Not Found"));
@@ -123,13 +125,29 @@ fn answer_inner(
             days_param(query, 7, MAX_EXPIRING_DAYS).map(|d| expiring(config, now_secs, d))
         }
         (["keys", name, "revoke"], b"POST") => {
-            return with_key(config, name, |entry| revoke(entry, store, now_secs, req))
+            let clustered = config.cluster.is_some();
+            return with_key(config, name, |entry| {
+                revoke(entry, store, now_ns / 1_000_000, req, clustered)
+            });
         }
         (["keys", name, "restore"], b"POST") => {
-            return with_key(config, name, |entry| restore(entry, store, now_secs, req))
+            return with_key(config, name, |entry| {
+                restore(entry, store, now_ns / 1_000_000, req)
+            });
         }
         (["usage"], b"GET") => {
-            days_param(query, 7, DAYS as u64).map(|d| usage_report(config, store, now_secs, d))
+            let days = match days_param(query, 7, DAYS as u64) {
+                Ok(days) => days,
+                Err(reply) => return answer(AdminStatus::Error, reply),
+            };
+            let local = usage_report(config, store, now_secs, days);
+            return AdminAnswer {
+                cluster_usage: config
+                    .cluster
+                    .as_ref()
+                    .map(|_| UsageQuery { now_secs, days }),
+                ..answer(AdminStatus::Ok, ok(local))
+            };
         }
         (["keys"] | ["keys", "expiring"] | ["usage"], _) => Err(method_not_allowed("GET")),
         (["keys", _, "revoke" | "restore"], _) => Err(method_not_allowed("POST")),

@@ -10,6 +10,8 @@
 //! messages have) with `None`: the caller treats that like an unreachable
 //! service.
 
+use super::protobuf::{fields, put_bytes, put_uint, Value};
+
 /// `RateLimitResponse.Code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -61,31 +63,6 @@ pub struct Answer {
     pub statuses: Vec<Status>,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_tag(out: &mut Vec<u8>, field: u32, wire: u8) {
-    put_varint(out, (u64::from(field) << 3) | u64::from(wire));
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_tag(out, field, 2);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-fn put_uint(out: &mut Vec<u8>, field: u32, v: u64) {
-    if v != 0 {
-        put_tag(out, field, 0);
-        put_varint(out, v);
-    }
-}
-
 /// `RateLimitRequest{domain, descriptors, hits_addend}`.
 pub fn encode_request(domain: &str, descriptors: &[Descriptor<'_>], hits: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + 48 * descriptors.len());
@@ -108,77 +85,6 @@ pub fn encode_request(domain: &str, descriptors: &[Descriptor<'_>], hits: u32) -
     }
     put_uint(&mut out, 3, u64::from(hits));
     out
-}
-
-/// A protobuf reader over one message.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-/// A field's value.
-enum Value<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Other,
-}
-
-impl<'a> Reader<'a> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let (&b, rest) = self.buf.split_first()?;
-            self.buf = rest;
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.buf.len() {
-            return None;
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Some(head)
-    }
-
-    /// The next field, or Some(None) at the end of the message.
-    fn field(&mut self) -> Option<Option<(u64, Value<'a>)>> {
-        if self.buf.is_empty() {
-            return Some(None);
-        }
-        let key = self.varint()?;
-        let value = match key & 7 {
-            0 => Value::Varint(self.varint()?),
-            1 => {
-                self.take(8)?;
-                Value::Other
-            }
-            2 => {
-                let n = usize::try_from(self.varint()?).ok()?;
-                Value::Bytes(self.take(n)?)
-            }
-            5 => {
-                self.take(4)?;
-                Value::Other
-            }
-            _ => return None,
-        };
-        Some(Some((key >> 3, value)))
-    }
-}
-
-/// Calls `each(field, value)` for every field of `buf`; None if malformed
-/// or if `each` refuses a field.
-fn fields<'a>(buf: &'a [u8], mut each: impl FnMut(u64, Value<'a>) -> Option<()>) -> Option<()> {
-    let mut r = Reader { buf };
-    while let Some((field, value)) = r.field()? {
-        each(field, value)?;
-    }
-    Some(())
 }
 
 fn decode_status(buf: &[u8]) -> Option<Status> {

@@ -1,0 +1,106 @@
+//! The cluster sync on the timer: take the process's lease, send the
+//! report, apply the answer (see the `sync` module for what is exchanged).
+//! A failed call changes nothing here; the next tick tries again.
+
+use proxy_wasm::types::LogLevel;
+
+use crate::cluster::settings::{SYNC_METHOD, SYNC_SERVICE, SYNC_TIMEOUT_MS};
+use crate::cluster::sync_wire;
+use crate::ops::events::SecurityEvent;
+use crate::sync::{apply, lease, report};
+
+use super::active::Active;
+use super::host::{self, HostStore};
+
+/// Starts this interval's sync if this thread wins the lease; the call's
+/// token, or None.
+pub(super) fn start_sync(active: &Active) -> Option<u32> {
+    let settings = active.config.cluster.as_ref()?;
+    let now_ns = host::now_unix_nanos()?;
+    let lease = lease::acquire(&HostStore, now_ns / 1_000_000).ok()??;
+    let message = match report::build(
+        &active.config,
+        &settings.domain,
+        &lease,
+        &HostStore,
+        now_ns / 1_000_000_000,
+    ) {
+        Ok(request) => sync_wire::encode_sync(&request),
+        Err(_) => {
+            active.metrics.count_sync(false);
+            return None;
+        }
+    };
+    match host::dispatch_grpc(
+        &settings.service,
+        SYNC_SERVICE,
+        SYNC_METHOD,
+        &message,
+        SYNC_TIMEOUT_MS,
+    ) {
+        Ok(token) => Some(token),
+        Err(_) => {
+            active.metrics.count_sync(false);
+            None
+        }
+    }
+}
+
+/// Applies the sync answer (None: the call failed).
+pub(super) fn sync_answered(active: &Active, answer: Option<&[u8]>) {
+    let Some(answer) = answer.and_then(sync_wire::decode_sync) else {
+        active.metrics.count_sync(false);
+        host::log(
+            LogLevel::Warn,
+            &SecurityEvent {
+                event: "cluster_sync_failed",
+                reason: "cluster_unavailable",
+                ..Default::default()
+            }
+            .to_json(),
+        );
+        return;
+    };
+    active.metrics.count_sync(true);
+    let applied = apply::apply(&active.config, &HostStore, &answer);
+    active.metrics.count_adopted(applied.adopted.len());
+    for adopted in &applied.adopted {
+        let Some(entry) = active.config.keys.iter().find(|k| k.name == adopted.name) else {
+            continue;
+        };
+        let (event, by) = match (adopted.change.revoked, adopted.change.by) {
+            (false, _) => ("key_restored", None),
+            (true, sync_wire::BY_LEAK_DETECTION) => ("key_revoked", Some("leak_detection")),
+            (true, _) => ("key_revoked", Some("admin")),
+        };
+        let e = SecurityEvent {
+            by,
+            ..crate::ops::admin::key_event(event, entry, "cluster", None)
+        };
+        host::log(LogLevel::Warn, &e.to_json());
+    }
+    for (name, distinct) in &answer.leaks {
+        let Some(entry) = active.config.keys.iter().find(|k| &k.name == name) else {
+            continue;
+        };
+        active.metrics.count_leak(entry, "report");
+        let e = SecurityEvent {
+            event: "key_leak_detected",
+            reason: "too_many_addresses",
+            key_name: Some(entry.name.clone()),
+            tier: Some(entry.tier.clone()),
+            addresses: Some(*distinct),
+            window_secs: Some(active.config.leak_detection.window_secs),
+            action: Some("report"),
+            by: Some("cluster"),
+            ..Default::default()
+        };
+        host::log(LogLevel::Error, &e.to_json());
+    }
+    if applied.failed == 0 && lease::record_version(&HostStore, answer.version).is_err() {
+        host::log(
+            LogLevel::Warn,
+            "rag-guard: could not record the cluster version",
+        );
+    }
+}
