@@ -12,7 +12,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build cluster redis-server wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-limiter fuzz corpus-eval clean
+.PHONY: all build cluster redis-server run-cluster wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-limiter fuzz corpus-eval clean
 
 all: build
 
@@ -59,6 +59,10 @@ deploy-tools:
 
 run: build envoy
 	$(VENV)/bin/python scripts/run.py
+
+# Cluster mode on one machine: Redis, rag-guard-cluster and two Envoys.
+run-cluster: build cluster redis-server envoy
+	$(VENV)/bin/python scripts/run_cluster.py
 
 test: unit integration deploy-check
 
@@ -108,7 +112,8 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 # passthrough vs Envoy's native filters vs rag-guard vs a FastAPI middleware:
 # bench/results/latest.md and latest.png. BENCH_SECONDS, BENCH_REPEATS,
 # BENCH_LATENCY_SECONDS, BENCH_RATE, BENCH_RATE_LARGE: see bench/suite.py.
-bench: build envoy wrk $(VENV)/.bench-installed
+bench: build cluster redis-server envoy wrk $(VENV)/.bench-installed
+	cargo build --release -p rag-guard-cluster --examples
 	$(VENV)/bin/python bench/suite.py
 
 # Native micro-benchmarks (bench/suite.py runs the same command): own target

@@ -16,6 +16,11 @@ Servers, all started at once and stopped by PID at the end:
   list, three token buckets per key and the seven security headers, the
   closest an operator gets without rag-guard) and `rag-guard` (the wasm
   filter, wasm log level `warning` as in production);
+- a fourth Envoy, `rag-guard-cluster`, the same filter in cluster mode
+  (docs/cluster-mode.md): its key's minute and hour budgets are asked of
+  rag-guard-cluster over gRPC on every request, with Redis behind it; the
+  service and Redis run on CPU 0 too, so that a request's cost includes
+  the whole round trip's CPU;
 - two uvicorn processes (one worker each) serving bench/app_middleware.py:
   the same routes without checks (`app, no checks`) and with rag-guard's
   checks written in Python (`app middleware`).
@@ -93,7 +98,7 @@ RATE_SMALL = int(os.environ.get("BENCH_RATE", "500"))
 RATE_LARGE = int(os.environ.get("BENCH_RATE_LARGE", "50"))
 SKIP_MICRO = os.environ.get("BENCH_SKIP_MICRO") == "1"
 SATURATION_CONNECTIONS = 16
-ENVOYS = ("passthrough", "native", "rag-guard")
+ENVOYS = ("passthrough", "native", "rag-guard", "rag-guard-cluster")
 SERVER_CPU, CLIENT_CPU = 0, 1
 RESULTS = BENCH_DIR / "results"
 
@@ -171,11 +176,16 @@ class Scenario:
     p50: list[float] = field(default_factory=list)  # microseconds
     p99: list[float] = field(default_factory=list)
     paced_rps: list[float] = field(default_factory=list)
+    # CPU seconds per process during the saturation runs (cluster mode: its
+    # Envoy, the service, Redis), and the requests they served.
+    cpu: dict[str, float] = field(default_factory=dict)
+    served: float = 0.0
 
 
 P_GET, P_QUERY, P_DOC = "passthrough: GET", "passthrough: POST /query, 2,000-char question", \
     "passthrough: POST /documents, 1 MB"
 P_UP = "passthrough -> demo upstream: GET"
+C_GET = "rag-guard cluster mode (+ service + Redis): GET, valid key"
 A_GET, A_QUERY, A_DOC = "app, no checks: GET", "app, no checks: POST /query, 2,000-char question", \
     "app, no checks: POST /documents, 1 MB"
 
@@ -194,6 +204,7 @@ def scenarios() -> list[Scenario]:
         Scenario("rag-guard: POST /documents, 1 MB", "rag-guard", "rag-guard", DOCUMENT, KEY, 200, P_DOC),
         Scenario("rag-guard: GET, no key (401)", "rag-guard", "rag-guard", GET, None, 401, P_GET),
         Scenario("rag-guard: GET, over limit (429)", "rag-guard", "rag-guard", GET, TINY_KEY, 429, P_GET),
+        Scenario(C_GET, "rag-guard-cluster", "rag-guard-cluster", GET, KEY, 200, P_GET),
         Scenario(P_UP, "passthrough", "passthrough", GET_UPSTREAM, None, 200),
         Scenario("rag-guard -> demo upstream: GET, valid key", "rag-guard", "rag-guard", GET_UPSTREAM, KEY, 200,
                  P_UP),
@@ -216,11 +227,17 @@ def _hcm(cfg: dict) -> dict:
     return cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
-def envoy_config(kind: str, upstream_port: int) -> dict:
+def envoy_config(kind: str, upstream_port: int, cluster_port: int = 0) -> dict:
     """The shipped config with the benchmark's routes, for `kind`
-    (passthrough, native or rag-guard)."""
-    cfg = stack.render_envoy_config(PLUGIN, listen_port=stack.free_port(), admin_port=stack.free_port(),
+    (passthrough, native, rag-guard or rag-guard-cluster)."""
+    plugin = PLUGIN
+    if kind == "rag-guard-cluster":
+        plugin = {**PLUGIN, "cluster": {"service": stack.CLUSTER_SERVICE, "domain": "bench",
+                                        "timeout_ms": 100, "failure_mode": "deny"}}
+    cfg = stack.render_envoy_config(plugin, listen_port=stack.free_port(), admin_port=stack.free_port(),
                                     upstream=("127.0.0.1", upstream_port))
+    if kind == "rag-guard-cluster":
+        stack.add_cluster_service(cfg, cluster_port)
     hcm = _hcm(cfg)
     hcm.pop("local_reply_config", None)
     cluster = hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster"]
@@ -363,8 +380,17 @@ def start_servers(workdir: Path) -> dict[str, Server]:
         upstream_port = int(line.strip().rsplit(":", 1)[1])
         servers["upstream"] = Server("upstream", upstream, upstream_port, lambda: stack.stop_process(upstream))
         pin(upstream.pid, SERVER_CPU)
-        for kind in ("passthrough", "native", "rag-guard"):
-            cfg = envoy_config(kind, upstream_port)
+        # Cluster mode's service and its Redis, on the server core.
+        redis_port, cluster_port = stack.free_port(), stack.free_port()
+        redis = stack.start_redis(redis_port)
+        servers["redis"] = Server("redis", redis, redis_port, lambda: stack.stop_process(redis))
+        pin(redis.pid, SERVER_CPU)
+        service = stack.start_cluster_service(cluster_port, redis_port)
+        servers["cluster-service"] = Server("cluster-service", service, cluster_port,
+                                            lambda: stack.stop_process(service))
+        pin(service.pid, SERVER_CPU)
+        for kind in ENVOYS:
+            cfg = envoy_config(kind, upstream_port, cluster_port)
             validate_envoy_config(cfg, workdir)
             envoy = stack.start_envoy(cfg, workdir / kind, concurrency=1, wasm_log_level="warning")
             servers[kind] = Server(kind, envoy.proc, envoy.port, envoy.stop, envoy.admin_url)
@@ -473,6 +499,30 @@ def check_replies(s: Scenario, r: WrkResult) -> None:
 # --------------------------------------------------------------------------
 # Memory and micro-benchmarks
 # --------------------------------------------------------------------------
+
+CLUSTER_PROCESSES = ("rag-guard-cluster", "cluster-service", "redis")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of `pid` so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def service_round_trip(port: int) -> tuple[int, int]:
+    """p50 and p99 (us) of ShouldRateLimit sent straight to the service,
+    one at a time, 2 ms apart (cluster/examples/service_latency.rs)."""
+    out = subprocess.run([str(stack.BIN_DIR / "examples" / "service_latency"), str(port), "2000", "1500"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    return int(out[1]), int(out[3])
+
 
 def rss_kib(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
@@ -603,6 +653,15 @@ def derived(scs: list[Scenario]) -> list[str]:
         f"{fmt_us(added_cost(by[rg_query], by)[0] - added_cost(by[rg_get], by)[0])}.",
         f"- rag-guard, 1 MB POST /documents (buffering, copy into the VM, strict JSON parse, no screening): "
         f"{diff('rag-guard: POST /documents, 1 MB', P_DOC)}.",
+        f"- cluster mode, authenticated GET (the same, plus a gRPC call to rag-guard-cluster and one Redis "
+        f"script per request, their CPU included): {diff(C_GET, P_GET)}; on top of the single-Envoy row: "
+        f"{diff(C_GET, rg_get)}. At {RATE_SMALL} requests/s, p50 "
+        f"{fmt_us(statistics.median(by[C_GET].p50))} vs {fmt_us(statistics.median(by[rg_get].p50))} "
+        f"(+{fmt_us(statistics.median(by[C_GET].p50) - statistics.median(by[rg_get].p50))}; target: at most "
+        f"+500 us), p99 {fmt_us(statistics.median(by[C_GET].p99))} vs "
+        f"{fmt_us(statistics.median(by[rg_get].p99))}. CPU per request at saturation, by process: "
+        + ", ".join(f"{p} {1e6 * by[C_GET].cpu.get(p, 0) / max(by[C_GET].served, 1):,.1f} us"
+                    for p in CLUSTER_PROCESSES) + ".",
         f"- through the demo upstream instead of a direct response, rag-guard's authenticated GET: "
         f"{diff('rag-guard -> demo upstream: GET, valid key', P_UP)}.",
         f"- a Python server by itself (FastAPI + uvicorn, no checks) vs passthrough Envoy: "
@@ -631,8 +690,10 @@ def plot(scs: list[Scenario], path: Path) -> None:
 
     by_name = {s.name: s for s in scs}
     colors = {"passthrough": "#888888", "native": "#4c72b0", "rag-guard": "#dd8452",
+              "rag-guard-cluster": "#c44e52",
               "app-bare": "#bbbbbb", "app": "#55a868"}
     labels = {"passthrough": "passthrough Envoy", "native": "Envoy native filters", "rag-guard": "rag-guard",
+              "rag-guard-cluster": "rag-guard cluster mode",
               "app-bare": "FastAPI app, no checks", "app": "FastAPI app middleware"}
     bare_for = {GET: A_GET, QUERY: A_QUERY, DOCUMENT: A_DOC}
     floor = 0.1  # log scale: values <= 0 are drawn here
@@ -699,7 +760,12 @@ def measure(servers: dict[str, Server], scs: list[Scenario], workdir: Path) -> N
                                  SATURATION_CONNECTIONS))  # warm-up
     for round_ in range(REPEATS):
         for s in scs:
+            watched = CLUSTER_PROCESSES if s.target == "rag-guard-cluster" else ()
+            before = {p: cpu_seconds(servers[p].proc.pid) for p in watched}
             r = run_wrk(servers[s.target], s, scripts[(s.shape.name, False)], DURATION, SATURATION_CONNECTIONS)
+            for p in watched:
+                s.cpu[p] = s.cpu.get(p, 0.0) + cpu_seconds(servers[p].proc.pid) - before[p]
+            s.served += r.rps * DURATION
             check_replies(s, r)
             s.rps.append(r.rps)
         print(f"  saturation round {round_ + 1}/{REPEATS} done", flush=True)
@@ -712,6 +778,10 @@ def measure(servers: dict[str, Server], scs: list[Scenario], workdir: Path) -> N
             s.p99.append(r.p99_us)
             s.paced_rps.append(r.rps)
         print(f"  fixed-rate round {round_ + 1}/{REPEATS} done", flush=True)
+
+
+def by_cluster_cpu(scs: list[Scenario]) -> dict:
+    return {s.name: {"cpu_s": s.cpu, "requests": s.served} for s in scs if s.cpu}
 
 
 def main() -> int:
@@ -732,6 +802,7 @@ def main() -> int:
             memory = {name: rss_kib(srv.proc.pid) for name, srv in servers.items()}
             envoy_mem = {k: envoy_memory(servers[k]) for k in ENVOYS}
             outcomes = rag_guard_outcomes(servers["rag-guard"])
+            service_rtt = service_round_trip(servers["cluster-service"].port)
         finally:
             stop_servers(servers)
     if outcomes.get("auth_blocked", 0):
@@ -741,6 +812,9 @@ def main() -> int:
     micro = [] if SKIP_MICRO else micro_benchmarks()
 
     wasm_size = stack.WASM.stat().st_size
+    rtt_line = (f"- cluster mode's service and Redis alone (ShouldRateLimit straight to rag-guard-cluster, one "
+                f"call at a time, 2 ms apart, `cluster/examples/service_latency.rs`): p50 {fmt_us(service_rtt[0])}, "
+                f"p99 {fmt_us(service_rtt[1])}.")
     upstream_rows = "-".join(str(i + 1) for i, s in enumerate(scs) if s.shape is GET_UPSTREAM)
     envoy_version = subprocess.run([stack.envoy_binary(), "--version"], capture_output=True,
                                    text=True).stdout.strip().split("version: ")[-1].split("/")[1]
@@ -757,6 +831,7 @@ def main() -> int:
         *main_table(scs),
         "",
         *derived(scs),
+        rtt_line,
         "",
         "| memory (MiB) | RSS idle | RSS after the runs | Envoy allocated idle / after | Envoy heap idle / after |",
         "|---|---|---|---|---|",
@@ -765,6 +840,8 @@ def main() -> int:
           f"{envoy_mem_idle[k][1] / 2**20:,.1f} / {envoy_mem[k][1] / 2**20:,.1f} |" for k in ENVOYS],
         *[f"| uvicorn, {label} | {memory_idle[k] / 1024:,.1f} | {memory[k] / 1024:,.1f} | | |"
           for k, label in (("app-bare", "no checks"), ("app", "middleware"))],
+        *[f"| {label} | {memory_idle[k] / 1024:,.1f} | {memory[k] / 1024:,.1f} | | |"
+          for k, label in (("cluster-service", "rag-guard-cluster"), ("redis", "Redis"))],
         "",
         "Idle: started, before any request. After the runs, Envoy's heap holds the buffers of the 1 MB "
         "bodies (tcmalloc keeps freed pages), so compare the idle column for the cost of loading the filter "
@@ -788,7 +865,8 @@ def main() -> int:
            "scenarios": [{"name": s.name, "expect": s.expect, "baseline": s.baseline, "rps": s.rps,
                           "p50_us": s.p50, "p99_us": s.p99, "paced_rps": s.paced_rps} for s in scs],
            "memory_kib": {"idle": memory_idle, "after": memory}, "wasm_bytes": wasm_size,
-           "micro_ns": dict(micro)}
+           "micro_ns": dict(micro),
+           "cluster_cpu_s": by_cluster_cpu(scs), "service_round_trip_us": list(service_rtt)}
     (RESULTS / "latest.json").write_text(json.dumps(raw, indent=1) + "\n")
     print(text)
     print(f"wrote {RESULTS / 'latest.md'}, latest.png and latest.json")

@@ -14,10 +14,17 @@
    their kind and the fields that decide safety (never fail open, image
    pinned by digest, root id), and their plugin configuration through
    `rag-guard check-config`, the filter's own parser.
+6. Cluster mode: envoy/envoy-cluster.yaml (mounted by the compose `cluster`
+   profile) is exactly envoy/envoy.yaml plus the cluster service's Envoy
+   cluster and the plugin's `cluster` section (regenerate it with
+   `python3 scripts/check_deploy.py --write-cluster-config`), and passes
+   `envoy --mode validate`; the Kubernetes manifests of the service and the
+   Envoy Gateway patch name the same cluster and port.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -98,6 +105,71 @@ def check_mesh_manifests() -> list[str]:
     return errors
 
 
+CLUSTER_YAML = stack.ROOT / "envoy" / "envoy-cluster.yaml"
+CLUSTER_HEADER = """# GENERATED from envoy/envoy.yaml by
+#   python3 scripts/check_deploy.py --write-cluster-config
+# (`make test` fails when the two drift): the same Envoy, plus the Envoy
+# cluster of rag-guard-cluster (compose service "cluster-service", HTTP/2)
+# and the plugin configuration's `cluster` section. Mounted by the compose
+# `cluster` profile (envoy-a, envoy-b). See envoy/envoy.yaml for the
+# comments and docs/cluster-mode.md for cluster mode.
+"""
+
+
+def cluster_envoy_config() -> dict:
+    cfg = yaml.safe_load(stack.ENVOY_YAML.read_text())
+    wasm = stack._wasm_filter(cfg)
+    plugin = json.loads(wasm["configuration"]["value"])
+    plugin["cluster"] = {"service": stack.CLUSTER_SERVICE, "domain": "rag-guard",
+                         "timeout_ms": 100, "failure_mode": "deny"}
+    wasm["configuration"]["value"] = json.dumps(plugin, indent=2) + "\n"
+    stack.add_cluster_service(cfg, 8081)
+    service = cfg["static_resources"]["clusters"][-1]
+    service["type"] = "STRICT_DNS"
+    sock = service["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    sock["address"] = "cluster-service"
+    return cfg
+
+
+def check_cluster_files() -> list[str]:
+    errors = []
+    expected = cluster_envoy_config()
+    if yaml.safe_load(CLUSTER_YAML.read_text()) != expected:
+        errors.append("envoy/envoy-cluster.yaml: differs from envoy/envoy.yaml plus cluster mode; "
+                      "run python3 scripts/check_deploy.py --write-cluster-config")
+    mounted = copy.deepcopy(expected)
+    stack._wasm_filter(mounted)["vm_config"]["code"]["local"]["filename"] = str(stack.WASM)
+    code, out = validate(mounted)
+    if code != 0:
+        errors.append(f"envoy/envoy-cluster.yaml: envoy --mode validate failed\n{out}")
+    docs = list(yaml.safe_load_all((DEPLOY / "cluster" / "rag-guard-cluster.yaml").read_text()))
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for want in [("Deployment", "rag-guard-cluster"), ("Service", "rag-guard-cluster"),
+                 ("Deployment", "rag-guard-redis"), ("Service", "rag-guard-redis"),
+                 ("NetworkPolicy", "rag-guard-cluster-clients")]:
+        if want not in kinds:
+            errors.append(f"deploy/cluster/rag-guard-cluster.yaml: no {want[0]} {want[1]}")
+    svc = next((d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "rag-guard-cluster"), {})
+    port = (svc.get("spec", {}).get("ports") or [{}])[0]
+    if port.get("port") != 8081 or port.get("appProtocol") != "grpc":
+        errors.append("deploy/cluster/rag-guard-cluster.yaml: the service port must be 8081, appProtocol grpc")
+    istio = yaml.safe_load((DEPLOY / "istio" / "wasmplugin.yaml").read_text())
+    istio_service = istio["spec"]["pluginConfig"].get("cluster", {}).get("service")
+    if istio_service != "outbound|8081||rag-guard-cluster.rag-guard.svc.cluster.local":
+        errors.append(f"deploy/istio/wasmplugin.yaml: cluster.service {istio_service!r} is not Istio's name "
+                      "for the rag-guard-cluster Service")
+    patch = yaml.safe_load((DEPLOY / "envoy-gateway" / "cluster-service-patch.yaml").read_text())
+    added = patch["spec"]["jsonPatches"][0]["operation"]["value"]
+    eg = yaml.safe_load((DEPLOY / "envoy-gateway" / "envoy-extension-policy.yaml").read_text())
+    eg_service = eg["spec"]["wasm"][0]["config"].get("cluster", {}).get("service")
+    h2 = added.get("typed_extension_protocol_options", {}).get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {}).get("explicit_http_config", {})
+    if patch.get("kind") != "EnvoyPatchPolicy" or added.get("name") != eg_service or "http2_protocol_options" not in h2:
+        errors.append("deploy/envoy-gateway/cluster-service-patch.yaml: must add the HTTP/2 cluster "
+                      f"{eg_service!r} that envoy-extension-policy.yaml names")
+    return errors
+
+
 def validate(cfg: dict) -> tuple[int, str]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "envoy.yaml"
@@ -110,8 +182,19 @@ def validate(cfg: dict) -> tuple[int, str]:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--write-cluster-config"]:
+        class Literal(yaml.SafeDumper):
+            pass
+
+        # Multi-line strings (the plugin configuration) as readable blocks.
+        Literal.add_representer(str, lambda d, v: d.represent_scalar(
+            "tag:yaml.org,2002:str", v, style="|" if "\n" in v else None))
+        text = yaml.dump(cluster_envoy_config(), Dumper=Literal, sort_keys=False, width=100)
+        CLUSTER_YAML.write_text(CLUSTER_HEADER + text)
+        print(f"wrote {CLUSTER_YAML}")
+        return 0
     compose = subprocess.run(
-        ["docker-compose", "-f", str(stack.ROOT / "docker-compose.yml"), "config", "-q"],
+        ["docker-compose", "-f", str(stack.ROOT / "docker-compose.yml"), "--profile", "cluster", "config", "-q"],
         capture_output=True, text=True, timeout=60,
     )
     if compose.returncode != 0:
@@ -147,6 +230,13 @@ def main() -> int:
         return 1
     print("deploy/istio, deploy/envoy-gateway: manifests have the safe settings; "
           "their plugin configurations pass rag-guard check-config")
+
+    errors = check_cluster_files()
+    if errors:
+        print("\n".join(errors))
+        return 1
+    print("cluster mode: envoy/envoy-cluster.yaml matches envoy/envoy.yaml and validates; "
+          "deploy/cluster and the Envoy Gateway patch name the same service")
     return 0
 
 

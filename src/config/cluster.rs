@@ -38,13 +38,19 @@ fn plain(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
+/// An Envoy cluster name: printable ASCII without spaces (Istio's are like
+/// `outbound|8081||rag-guard-cluster.rag-guard.svc.cluster.local`).
+fn cluster_name(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 256 && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Validates the `cluster` section; errors name the field.
 pub(super) fn parse_cluster(raw: RawCluster) -> Result<ClusterSettings, (String, String)> {
     let field = |f: &str| format!("cluster.{f}");
-    if !plain(&raw.service) {
+    if !cluster_name(&raw.service) {
         return Err((
             field("service"),
-            "must name an Envoy cluster: 1-128 of A-Z a-z 0-9 _ . -".to_string(),
+            "must name an Envoy cluster: 1-256 printable ASCII characters, no spaces".to_string(),
         ));
     }
     if !plain(&raw.domain) {

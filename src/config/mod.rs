@@ -337,7 +337,7 @@ mod tests {
             ("rag-guard", 100, FailureMode::Deny)
         );
         let local = with(
-            r#", "cluster": {"service": "s", "domain": "d", "timeout_ms": 250, "failure_mode": "local"}"#,
+            r#", "cluster": {"service": "outbound|8081||svc.ns", "domain": "d", "timeout_ms": 250, "failure_mode": "local"}"#,
         );
         assert_eq!(
             parse(local.as_bytes())
@@ -351,6 +351,7 @@ mod tests {
             (r#", "cluster": {}"#, "configuration"),
             (r#", "cluster": {"service": ""}"#, "cluster.service"),
             (r#", "cluster": {"service": "a b"}"#, "cluster.service"),
+            (r#", "cluster": {"service": "é"}"#, "cluster.service"),
             (
                 r#", "cluster": {"service": "s", "domain": "a/b"}"#,
                 "cluster.domain",

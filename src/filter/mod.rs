@@ -28,5 +28,9 @@ use proxy_wasm::traits::RootContext;
 use root::RootFilter;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RootFilter { active: None, sync_token: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RootFilter {
+        active: None,
+        sync_token: None,
+        sync_failing: false,
+    }) });
 }}

@@ -26,6 +26,8 @@ pub(super) struct RootFilter {
     pub(super) active: Option<Rc<Active>>,
     /// Cluster mode: the sync call in flight from this thread, if any.
     pub(super) sync_token: Option<u32>,
+    /// Cluster mode: this thread's last sync failed.
+    pub(super) sync_failing: bool,
 }
 
 impl Context for RootFilter {
@@ -40,7 +42,7 @@ impl Context for RootFilter {
         let answer = (status_code == 0)
             .then(|| host::grpc_response(response_size))
             .flatten();
-        sync_answered(&active, answer.as_deref());
+        self.sync_failing = sync_answered(&active, answer.as_deref(), self.sync_failing);
     }
 }
 

@@ -46,20 +46,31 @@ pub(super) fn start_sync(active: &Active) -> Option<u32> {
     }
 }
 
-/// Applies the sync answer (None: the call failed).
-pub(super) fn sync_answered(active: &Active, answer: Option<&[u8]>) {
-    let Some(answer) = answer.and_then(sync_wire::decode_sync) else {
+/// Applies the sync answer (None: the call failed). `was_failing`: the
+/// previous sync of this thread failed; the event is logged when that
+/// changes, not every interval of an outage. Returns whether it failed.
+pub(super) fn sync_answered(active: &Active, answer: Option<&[u8]>, was_failing: bool) -> bool {
+    let answer = answer.and_then(sync_wire::decode_sync);
+    if answer.is_none() != was_failing {
+        let (event, level) = if was_failing {
+            ("cluster_sync_recovered", LogLevel::Info)
+        } else {
+            ("cluster_sync_failed", LogLevel::Warn)
+        };
+        let e = SecurityEvent {
+            event,
+            reason: if was_failing {
+                "ok"
+            } else {
+                "cluster_unavailable"
+            },
+            ..Default::default()
+        };
+        host::log(level, &e.to_json());
+    }
+    let Some(answer) = answer else {
         active.metrics.count_sync(false);
-        host::log(
-            LogLevel::Warn,
-            &SecurityEvent {
-                event: "cluster_sync_failed",
-                reason: "cluster_unavailable",
-                ..Default::default()
-            }
-            .to_json(),
-        );
-        return;
+        return true;
     };
     active.metrics.count_sync(true);
     let applied = apply::apply(&active.config, &HostStore, &answer);
@@ -103,4 +114,5 @@ pub(super) fn sync_answered(active: &Active, answer: Option<&[u8]>) {
             "rag-guard: could not record the cluster version",
         );
     }
+    false
 }
