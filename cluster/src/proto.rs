@@ -13,6 +13,8 @@ pub struct SyncRequest {
     pub since: u64,
     #[prost(message, repeated, tag = "4")]
     pub keys: Vec<KeyReport>,
+    #[prost(uint64, tag = "5")]
+    pub epoch: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -85,6 +87,8 @@ pub struct SyncResponse {
     pub revocations: Vec<Revocation>,
     #[prost(message, repeated, tag = "3")]
     pub leaks: Vec<LeakReport>,
+    #[prost(uint64, tag = "4")]
+    pub epoch: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -47,6 +47,7 @@ pub fn sync_args(req: &SyncRequest, now_ms: u64) -> Result<Vec<String>, Invalid>
         now_ms.to_string(),
         req.since.to_string(),
         req.replica.clone(),
+        req.epoch.to_string(),
         MAX_NAMES.to_string(),
         req.keys.len().to_string(),
     ];
@@ -160,9 +161,11 @@ fn u32_of(v: u64) -> u32 {
 
 /// The sync answer from the script's reply.
 pub fn sync_response(mut r: Reply) -> Result<SyncResponse, String> {
+    let epoch = r.int()?;
     let version = r.int()?;
     let mut out = SyncResponse {
         version,
+        epoch,
         ..Default::default()
     };
     for _ in 0..r.count(MAX_NAMES)? {
@@ -245,13 +248,14 @@ mod tests {
             domain: "d".into(),
             replica: "r".into(),
             since: 0,
+            epoch: 0,
             keys: vec![KeyReport {
                 name: "k".into(),
                 ..Default::default()
             }],
         };
         let args = sync_args(&req, 5_000).unwrap();
-        assert_eq!(args.len(), 6 + 1 + 5 + 4 + 1 + 2);
+        assert_eq!(args.len(), 7 + 1 + 5 + 4 + 1 + 2);
         let mut big = req.clone();
         big.keys[0].seen = vec![Default::default(); MAX_SEEN + 1];
         assert!(sync_args(&big, 0).is_err());

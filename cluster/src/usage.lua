@@ -17,7 +17,10 @@ for k = 4, #ARGV do
     end
   end
   local days = {}
+  -- A key no replica reported usage for has no days to read.
+  local reported = redis.call('EXISTS', p .. ':usemeta:' .. name) == 1
   for day = first, last do
+    if not reported then break end
     local a, r, j = 0, 0, 0
     local vals = redis.call('HVALS', p .. ':use:' .. name .. ':' .. day)
     for _, v in ipairs(vals) do

@@ -140,6 +140,7 @@ mod sync_messages {
             domain: "rag-guard",
             replica: "00ff",
             since: 300,
+            epoch: 1 << 50,
             keys: vec![
                 KeyReport {
                     name: "acme",
@@ -178,6 +179,7 @@ mod sync_messages {
             (pb.domain.as_str(), pb.replica.as_str(), pb.since),
             ("rag-guard", "00ff", 300)
         );
+        assert_eq!(pb.epoch, 1 << 50);
         assert_eq!(pb.keys.len(), 2);
         let k = &pb.keys[0];
         let r = k.revocation.as_ref().unwrap();
@@ -203,6 +205,7 @@ mod sync_messages {
     fn prost_answers_decode() {
         let answer = proto::SyncResponse {
             version: 1 << 40,
+            epoch: 77,
             revocations: vec![proto::Revocation {
                 name: "acme".into(),
                 revoked: true,
@@ -216,7 +219,7 @@ mod sync_messages {
             }],
         };
         let got = decode_sync(&answer.encode_to_vec()).unwrap();
-        assert_eq!(got.version, 1 << 40);
+        assert_eq!((got.version, got.epoch), (1 << 40, 77));
         assert_eq!(got.revocations[0].0, "acme");
         assert_eq!(got.revocations[0].1.changed_ms, 9_001);
         assert_eq!(got.leaks, vec![("watched".to_string(), 11)]);

@@ -34,6 +34,16 @@ where
     .map(tonic::Response::into_inner)
 }
 
+/// One inline command to the Redis on `port`; waits for its reply.
+fn redis_command(port: u16, command: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"+OK"), "{:?}", &buf[..n]);
+}
+
 fn now() -> (u64, u32) {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     (d.as_millis() as u64, d.as_secs() as u32)
@@ -59,11 +69,18 @@ fn report(name: &str, seen: &[u32], revoke: bool) -> KeyReport {
     }
 }
 
-async fn sync(c: &Channel, replica: &str, since: u64, keys: Vec<KeyReport>) -> SyncResponse {
+async fn sync(
+    c: &Channel,
+    replica: &str,
+    since: u64,
+    epoch: u64,
+    keys: Vec<KeyReport>,
+) -> SyncResponse {
     let req = SyncRequest {
         domain: "test".into(),
         replica: replica.into(),
         since,
+        epoch,
         keys,
     };
     call(c, "Sync", req).await.unwrap()
@@ -90,13 +107,15 @@ async fn replicas_meet_in_redis() {
         changed_ms: ms,
         ..Default::default()
     });
-    let ra = sync(&c, "A", 0, vec![a.clone()]).await;
+    let ra = sync(&c, "A", 0, 0, vec![a.clone()]).await;
     assert_eq!(ra.revocations.len(), 1);
-    let rb = sync(&c, "B", 0, vec![]).await;
+    let ep = ra.epoch;
+    assert_ne!(ep, 0, "the service draws an epoch");
+    let rb = sync(&c, "B", 0, 0, vec![]).await;
     assert_eq!(rb.revocations[0].name, "acme");
     assert!(rb.revocations[0].revoked);
     // Nothing new since that version.
-    assert!(sync(&c, "B", rb.version, vec![])
+    assert!(sync(&c, "B", rb.version, ep, vec![])
         .await
         .revocations
         .is_empty());
@@ -107,17 +126,23 @@ async fn replicas_meet_in_redis() {
         changed_ms: ms + 10,
         ..Default::default()
     });
-    let rb2 = sync(&c, "B", rb.version, vec![b]).await;
+    let rb2 = sync(&c, "B", rb.version, ep, vec![b]).await;
     assert!(!rb2.revocations[0].revoked);
-    let ra2 = sync(&c, "A", ra.version, vec![a]).await;
+    let ra2 = sync(&c, "A", ra.version, ep, vec![a.clone()]).await;
     assert_eq!(ra2.revocations.len(), 1);
     assert!(!ra2.revocations[0].revoked, "the later restore wins");
+    // A replica with nothing new to learn by version, reporting a change
+    // older than the stored one, still gets the stored one.
+    let rc = sync(&c, "C", ra2.version, ep, vec![a.clone()]).await;
+    assert_eq!(rc.revocations.len(), 1);
+    assert!(!rc.revocations[0].revoked);
 
     // Leak detection over the union: 6 addresses on A, 5 on B (limit 10).
     let ra3 = sync(
         &c,
         "A",
         ra2.version,
+        ep,
         vec![report("leaky", &[1, 2, 3, 4, 5, 6], true)],
     )
     .await;
@@ -126,6 +151,7 @@ async fn replicas_meet_in_redis() {
         &c,
         "B",
         rb2.version,
+        ep,
         vec![report("leaky", &[7, 8, 9, 10, 11], true)],
     )
     .await;
@@ -142,12 +168,14 @@ async fn replicas_meet_in_redis() {
         &c,
         "A",
         0,
+        0,
         vec![report("watched", &[1, 2, 3, 4, 5, 6], false)],
     )
     .await;
     let r = sync(
         &c,
         "B",
+        0,
         0,
         vec![report("watched", &[7, 8, 9, 10, 11], false)],
     )
@@ -158,7 +186,7 @@ async fn replicas_meet_in_redis() {
         ("watched", 11)
     );
     assert!(!r.revocations.iter().any(|x| x.name == "watched"));
-    let again = sync(&c, "B", 0, vec![report("watched", &[7], false)]).await;
+    let again = sync(&c, "B", 0, 0, vec![report("watched", &[7], false)]).await;
     assert!(again.leaks.is_empty());
 
     // Usage: each replica's totals, summed; resending a total counts once.
@@ -174,8 +202,8 @@ async fn replicas_meet_in_redis() {
         ..report("acme", &[], true)
     };
     for _ in 0..2 {
-        sync(&c, "A", 0, vec![used(5)]).await;
-        sync(&c, "B", 0, vec![used(7)]).await;
+        sync(&c, "A", 0, 0, vec![used(5)]).await;
+        sync(&c, "B", 0, 0, vec![used(7)]).await;
     }
     let usage_req = || UsageRequest {
         domain: "test".into(),
@@ -199,13 +227,34 @@ async fn replicas_meet_in_redis() {
         .connect()
         .await
         .unwrap();
-    let fresh = sync(&c, "C", 0, vec![]).await;
+    let fresh = sync(&c, "C", 0, 0, vec![]).await;
     assert!(fresh
         .revocations
         .iter()
         .any(|r| r.name == "leaky" && r.revoked));
     let u: UsageResponse = call(&c, "Usage", usage_req()).await.unwrap();
     assert_eq!(u.keys[0].days[0].admitted, 12);
+
+    // Redis loses its data: a new epoch, and a replica whose version is
+    // from the old one gets every record again (not only those above it).
+    let high = sync(&c, "A", 0, ep, vec![]).await.version;
+    redis_command(redis_port, "FLUSHALL");
+    let (ms, secs) = now();
+    let mut again = report("acme", &[], true);
+    again.revocation = Some(Revocation {
+        revoked: true,
+        by: 1,
+        at_secs: u64::from(secs),
+        changed_ms: ms,
+        ..Default::default()
+    });
+    let ra4 = sync(&c, "A", high, ep, vec![again]).await;
+    assert_ne!(ra4.epoch, ep);
+    let rb4 = sync(&c, "B", high, ep, vec![]).await;
+    assert!(rb4
+        .revocations
+        .iter()
+        .any(|r| r.name == "acme" && r.revoked));
 
     // Bounds are refused before Redis.
     let err = call::<_, UsageResponse>(

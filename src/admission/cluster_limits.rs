@@ -69,9 +69,16 @@ pub fn judge<'c>(
         key_id: key_id.clone(),
         ..Decision::of(outcome)
     };
+    // An OK counts only when it shows both limits applied: an RLS that does
+    // not know the descriptors answers OK without them, which would admit
+    // every request unchecked.
     let answer = answer
         .and_then(rls::decode_response)
-        .filter(|a| a.overall != Code::Unknown);
+        .filter(|a| match a.overall {
+            Code::OverLimit => true,
+            Code::Ok => a.statuses.len() == 2 && a.statuses.iter().all(|s| s.limit.is_some()),
+            Code::Unknown => false,
+        });
     let Some(answer) = answer else {
         return match settings.failure_mode {
             FailureMode::Deny => (base(Outcome::ClusterUnavailable), Judged::Denied),

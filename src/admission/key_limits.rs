@@ -6,7 +6,7 @@ use crate::auth::keys::KeyEntry;
 use crate::auth::leak_detection::address_tag;
 use crate::config::Config;
 use crate::http::LocalReply;
-use crate::key_state::rate_limiter::{self, Source, Spend};
+use crate::key_state::rate_limiter::{self, Buckets, Source, Spend};
 use crate::key_state::RevokedBy;
 use crate::limits::headers as rate_headers;
 use crate::limits::token_bucket::LimitKind;
@@ -65,7 +65,14 @@ pub(super) fn decide_for_key<'c>(
             .map(address_tag),
         detection,
     };
-    let Ok(result) = rate_limiter::spend(store, digest, &entry.limits, cost, now_ns, source) else {
+    let buckets = if config.cluster.is_some() {
+        Buckets::BurstOnly
+    } else {
+        Buckets::All
+    };
+    let spent =
+        rate_limiter::spend_with(store, digest, &entry.limits, cost, now_ns, source, buckets);
+    let Ok(result) = spent else {
         return Decision {
             key,
             key_id,
@@ -73,21 +80,18 @@ pub(super) fn decide_for_key<'c>(
         };
     };
     let mut d = match result.spend {
-        Spend::Decided { verdict: v, leak } => {
+        Spend::Decided {
+            verdict: v,
+            leak,
+            fallback,
+        } => {
             let headers = rate_headers::headers(&entry.limits, &v.views);
-            // Cluster mode: the burst bucket is this replica's and refuses
-            // here; the minute and hour are the service's to decide, with
-            // this verdict as the fallback.
-            let burst_over = v.view(LimitKind::Burst).remaining < u64::from(cost);
-            let clustered = config.cluster.is_some() && (v.allowed || !burst_over);
+            // Cluster mode: the burst bucket is this replica's and refused
+            // here if over; the minute and hour are the service's to decide,
+            // with this replica's view of them as the fallback.
+            let clustered = buckets == Buckets::BurstOnly && v.allowed;
             let mut d = match (v.allowed, v.tripped) {
                 _ if clustered => {
-                    let fallback = (!v.allowed).then(|| {
-                        (
-                            v.tripped.unwrap_or(LimitKind::Minute),
-                            v.retry_after_secs.unwrap_or(60),
-                        )
-                    });
                     let mut d = decision(Outcome::Allowed, None, headers);
                     d.cluster = Some(ClusterCheck {
                         cost,

@@ -492,8 +492,9 @@ fn cluster_mode_asks_the_service_for_minute_and_hour_but_burst_stays_local() {
     let store = store_for(&c);
     let req = view(&[b"k-k"], "/q", None);
     // The minute (3) trips before the burst (4): the service decides, with
-    // this replica's "over the minute" as the fallback.
-    let fallbacks: Vec<_> = (0..5)
+    // this replica's "over the minute" as the fallback; the burst is spent
+    // all the same, so a fifth at once is refused here.
+    let fallbacks: Vec<_> = (0..4)
         .map(|_| {
             let d = decide(&c, &req, &store, NOW);
             assert_eq!(d.outcome, Outcome::Allowed);
@@ -503,16 +504,10 @@ fn cluster_mode_asks_the_service_for_minute_and_hour_but_burst_stays_local() {
             check.fallback.map(|(kind, _)| kind)
         })
         .collect();
-    assert_eq!(
-        fallbacks,
-        vec![
-            None,
-            None,
-            None,
-            Some(LimitKind::Minute),
-            Some(LimitKind::Minute)
-        ]
-    );
+    assert_eq!(fallbacks, vec![None, None, None, Some(LimitKind::Minute)]);
+    let fifth = decide(&c, &req, &store, NOW);
+    assert_eq!(fifth.outcome, Outcome::RateLimited(LimitKind::Burst));
+    assert!(fifth.cluster.is_none());
     // tiny (burst 2 under a minute of 3): the third at once is over this
     // replica's burst and refused here, without asking.
     let c2 = config_with(r#", "cluster": {"service": "rls"}"#);

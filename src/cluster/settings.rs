@@ -34,6 +34,10 @@ pub struct ClusterSettings {
     pub failure_mode: FailureMode,
 }
 
+/// Most configured keys in cluster mode (the service takes at most this
+/// many key reports per sync).
+pub const MAX_KEYS: usize = 4096;
+
 /// gRPC service and methods of the cluster service's own API.
 pub const SYNC_SERVICE: &str = "rag_guard.cluster.v1.Cluster";
 pub const SYNC_METHOD: &str = "Sync";

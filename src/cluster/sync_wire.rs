@@ -73,14 +73,19 @@ pub struct SyncRequest<'a> {
     pub domain: &'a str,
     /// This replica's id (its counts are kept apart from the others').
     pub replica: &'a str,
-    /// The revocation version this replica has applied.
+    /// The revocation version this replica has applied, and the service's
+    /// epoch it belongs to (0: none yet).
     pub since: u64,
+    pub epoch: u64,
     pub keys: Vec<KeyReport<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncResponse {
     pub version: u64,
+    /// The service's epoch: when it is not the request's, `since` was taken
+    /// as 0 and the answer holds every revocation.
+    pub epoch: u64,
     pub revocations: Vec<(String, Change)>,
     /// Keys over the leak threshold across replicas (report mode), with
     /// their distinct address count.
@@ -150,6 +155,7 @@ pub fn encode_sync(req: &SyncRequest<'_>) -> Vec<u8> {
         put_uint(&mut m, 7, k.last_used);
         put_msg(&mut out, 4, &m);
     }
+    put_uint(&mut out, 5, req.epoch);
     out
 }
 
@@ -213,6 +219,7 @@ pub fn decode_sync(buf: &[u8]) -> Option<SyncResponse> {
     fields(buf, |field, value| {
         match (field, value) {
             (1, Value::Varint(v)) => r.version = v,
+            (4, Value::Varint(v)) => r.epoch = v,
             (2, Value::Bytes(b)) => {
                 if r.revocations.len() >= MAX_RECORDS {
                     return None;
@@ -235,7 +242,7 @@ pub fn decode_sync(buf: &[u8]) -> Option<SyncResponse> {
                 })?;
                 r.leaks.push((name, distinct));
             }
-            (1, _) | (2 | 3, Value::Varint(_)) => return None,
+            (1 | 4, _) | (2 | 3, Value::Varint(_)) => return None,
             _ => {}
         }
         Some(())
@@ -289,9 +296,9 @@ mod tests {
         let rev = [0x0a, 1, b'a', 0x10, 1, 0x18, 1, 0x20, 5, 0x28, 9];
         let mut bytes = vec![0x08, 7, 0x12, rev.len() as u8];
         bytes.extend_from_slice(&rev);
-        bytes.extend_from_slice(&[0x1a, 5, 0x0a, 1, b'b', 0x10, 12]);
+        bytes.extend_from_slice(&[0x1a, 5, 0x0a, 1, b'b', 0x10, 12, 0x20, 3]);
         let r = decode_sync(&bytes).unwrap();
-        assert_eq!(r.version, 7);
+        assert_eq!((r.version, r.epoch), (7, 3));
         assert_eq!(
             r.revocations,
             vec![(

@@ -247,6 +247,15 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         .map(parse_cluster)
         .transpose()
         .map_err(|(field, message)| err(field, message))?;
+    if cluster.is_some() && keys.len() > crate::cluster::settings::MAX_KEYS {
+        return Err(err(
+            "keys",
+            format!(
+                "at most {} keys in cluster mode",
+                crate::cluster::settings::MAX_KEYS
+            ),
+        ));
+    }
 
     Ok(Config {
         api_key_header,

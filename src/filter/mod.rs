@@ -30,7 +30,7 @@ use root::RootFilter;
 proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RootFilter {
         active: None,
-        sync_token: None,
+        sync_call: None,
         sync_failing: false,
     }) });
 }}

@@ -64,9 +64,6 @@ impl Context for RequestFilter {
         let answer = (status_code == 0)
             .then(|| host::grpc_response(response_size))
             .flatten();
-        if answer.is_none() {
-            active.metrics.count_cluster_error();
-        }
         let action = self.answered(&active, waiting, answer.as_deref());
         if action == Action::Continue && host::resume_request().is_err() {
             host::log(
@@ -244,10 +241,7 @@ impl RequestFilter {
                 self.waiting = Some(Waiting { token, ..waiting });
                 Action::Pause
             }
-            _ => {
-                active.metrics.count_cluster_error();
-                self.answered(active, waiting, None)
-            }
+            _ => self.answered(active, waiting, None),
         }
     }
 
@@ -269,6 +263,9 @@ impl RequestFilter {
                 };
                 let (mut d, judged) =
                     cluster_limits::judge(settings, key, key_id.clone(), check, answer);
+                if judged != Judged::Answered {
+                    active.metrics.count_cluster_error();
+                }
                 if judged == Judged::Fallback {
                     active.metrics.count_cluster_fallback();
                 }
@@ -282,6 +279,9 @@ impl RequestFilter {
                 events,
             } => {
                 let totals = answer.and_then(sync_wire::decode_usage);
+                if totals.is_none() {
+                    active.metrics.count_cluster_error();
+                }
                 Decision {
                     reply: match totals {
                         Some(t) => Some(admin_api::cluster_usage_reply(&active.config, query, &t)),

@@ -19,30 +19,29 @@ use super::active::Active;
 use super::host::{self, HostStore};
 use super::metrics::Metrics;
 use super::request::RequestFilter;
-use super::sync::{start_sync, sync_answered};
+use super::sync::{start_sync, sync_answered, InFlight};
 use super::usage::flush_usage;
 
 pub(super) struct RootFilter {
     pub(super) active: Option<Rc<Active>>,
     /// Cluster mode: the sync call in flight from this thread, if any.
-    pub(super) sync_token: Option<u32>,
+    pub(super) sync_call: Option<InFlight>,
     /// Cluster mode: this thread's last sync failed.
     pub(super) sync_failing: bool,
 }
 
 impl Context for RootFilter {
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        if self.sync_token != Some(token_id) {
+        let Some(call) = self.sync_call.take_if(|c| c.token == token_id) else {
             return;
-        }
-        self.sync_token = None;
+        };
         let Some(active) = self.active.clone() else {
             return;
         };
         let answer = (status_code == 0)
             .then(|| host::grpc_response(response_size))
             .flatten();
-        self.sync_failing = sync_answered(&active, answer.as_deref(), self.sync_failing);
+        self.sync_failing = sync_answered(&active, call, answer.as_deref(), self.sync_failing);
     }
 }
 
@@ -89,8 +88,8 @@ impl RootContext for RootFilter {
     fn on_tick(&mut self) {
         flush_usage(self.active.as_deref());
         if let Some(active) = self.active.clone() {
-            if active.config.cluster.is_some() && self.sync_token.is_none() {
-                self.sync_token = start_sync(&active);
+            if active.config.cluster.is_some() && self.sync_call.is_none() {
+                self.sync_call = start_sync(&active);
             }
         }
     }

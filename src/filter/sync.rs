@@ -12,9 +12,15 @@ use crate::sync::{apply, lease, report};
 use super::active::Active;
 use super::host::{self, HostStore};
 
-/// Starts this interval's sync if this thread wins the lease; the call's
-/// token, or None.
-pub(super) fn start_sync(active: &Active) -> Option<u32> {
+/// A sync call in flight: its token and when it started.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InFlight {
+    pub(super) token: u32,
+    pub(super) started_ms: u64,
+}
+
+/// Starts this interval's sync if this thread wins the lease.
+pub(super) fn start_sync(active: &Active) -> Option<InFlight> {
     let settings = active.config.cluster.as_ref()?;
     let now_ns = host::now_unix_nanos()?;
     let lease = lease::acquire(&HostStore, now_ns / 1_000_000).ok()??;
@@ -38,7 +44,10 @@ pub(super) fn start_sync(active: &Active) -> Option<u32> {
         &message,
         SYNC_TIMEOUT_MS,
     ) {
-        Ok(token) => Some(token),
+        Ok(token) => Some(InFlight {
+            token,
+            started_ms: lease.started_ms,
+        }),
         Err(_) => {
             active.metrics.count_sync(false);
             None
@@ -49,7 +58,12 @@ pub(super) fn start_sync(active: &Active) -> Option<u32> {
 /// Applies the sync answer (None: the call failed). `was_failing`: the
 /// previous sync of this thread failed; the event is logged when that
 /// changes, not every interval of an outage. Returns whether it failed.
-pub(super) fn sync_answered(active: &Active, answer: Option<&[u8]>, was_failing: bool) -> bool {
+pub(super) fn sync_answered(
+    active: &Active,
+    call: InFlight,
+    answer: Option<&[u8]>,
+    was_failing: bool,
+) -> bool {
     let answer = answer.and_then(sync_wire::decode_sync);
     if answer.is_none() != was_failing {
         let (event, level) = if was_failing {
@@ -108,10 +122,16 @@ pub(super) fn sync_answered(active: &Active, answer: Option<&[u8]>, was_failing:
         };
         host::log(LogLevel::Error, &e.to_json());
     }
-    if applied.failed == 0 && lease::record_version(&HostStore, answer.version).is_err() {
+    let answered = lease::Answered {
+        epoch: answer.epoch,
+        version: answer.version,
+        applied: applied.failed == 0,
+        started_ms: call.started_ms,
+    };
+    if lease::record(&HostStore, answered).is_err() {
         host::log(
             LogLevel::Warn,
-            "rag-guard: could not record the cluster version",
+            "rag-guard: could not record the cluster sync",
         );
     }
     false

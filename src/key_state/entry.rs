@@ -88,7 +88,15 @@ impl KeyState {
             (Some(&VERSION), ENTRY_LEN) => {
                 u64::from_le_bytes(bytes.get(CHANGED_AT..)?.try_into().ok()?)
             }
-            (Some(&VERSION_2), CHANGED_AT) => 0,
+            // Version 2 kept no change time: a revocation counts as changed
+            // when it was made (so cluster mode reports it), else never.
+            (Some(&VERSION_2), CHANGED_AT) => match bytes.get(REVOKED_AT) {
+                Some(0) | None => 0,
+                Some(_) => {
+                    u64::from_le_bytes(bytes.get(REVOKED_AT + 1..WINDOW_AT)?.try_into().ok()?)
+                        .saturating_mul(1000)
+                }
+            },
             _ => return None,
         };
         let by = RevokedBy::from_code(bytes[REVOKED_AT])?;
@@ -142,10 +150,19 @@ mod tests {
         assert_eq!(bytes.len(), 307);
         assert_eq!(KeyState::decode(&bytes), Some(s));
         assert_eq!(KeyState::decode(&bytes[..306]), None);
-        // A version 2 entry (no change time) still reads.
+        // A version 2 entry (no change time) still reads; its revocation
+        // counts as changed when it was made (second 7).
         let mut v2 = bytes[..CHANGED_AT].to_vec();
         v2[0] = VERSION_2;
-        assert_eq!(KeyState::decode(&v2), Some(KeyState { changed_ms: 0, ..s }));
+        let expected = KeyState {
+            changed_ms: 7_000,
+            ..s
+        };
+        assert_eq!(KeyState::decode(&v2), Some(expected));
+        let open = KeyState { revoked: None, ..s };
+        let mut v2_open = open.encode()[..CHANGED_AT].to_vec();
+        v2_open[0] = VERSION_2;
+        assert_eq!(KeyState::decode(&v2_open).unwrap().changed_ms, 0);
         let mut bad = bytes;
         bad[REVOKED_AT] = 9;
         assert_eq!(KeyState::decode(&bad), None);

@@ -14,7 +14,7 @@
 use crate::auth::digest::Digest;
 use crate::auth::leak_detection::{LeakAction, LeakDetection};
 use crate::key_state::entry::{self, KeyState, Revocation, RevokedBy};
-use crate::limits::token_bucket::{self, BucketView, Limits, Verdict};
+use crate::limits::token_bucket::{self, BucketView, LimitKind, Limits, Verdict};
 use crate::shared_store::{SharedStore, StoreError};
 
 /// CAS attempts per request before it is refused with 429.
@@ -36,6 +36,9 @@ pub enum Spend {
     Decided {
         verdict: Verdict,
         leak: Option<LeakTrip>,
+        /// [`Buckets::BurstOnly`]: the minute or hour bucket this replica
+        /// would have refused on (limit, seconds), had it decided alone.
+        fallback: Option<(LimitKind, u64)>,
     },
     /// The key is revoked at runtime: refused.
     Revoked(Revocation),
@@ -63,6 +66,17 @@ pub struct Source<'a> {
     pub detection: &'a LeakDetection,
 }
 
+/// Which buckets decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buckets {
+    /// All three (a single Envoy).
+    All,
+    /// Cluster mode: the burst alone; the minute and hour are spent as far
+    /// as they have room and decided by the cluster service
+    /// (`token_bucket::check_burst`).
+    BurstOnly,
+}
+
 /// Spends `cost` tokens of the key's buckets, if all three have room and
 /// the key is not revoked, recording the request's address.
 pub fn spend(
@@ -72,6 +86,19 @@ pub fn spend(
     cost: u32,
     now_ns: u64,
     source: Source<'_>,
+) -> Result<SpendResult, StoreError> {
+    spend_with(store, digest, limits, cost, now_ns, source, Buckets::All)
+}
+
+/// [`spend`], with the buckets that decide.
+pub fn spend_with(
+    store: &dyn SharedStore,
+    digest: &Digest,
+    limits: &Limits,
+    cost: u32,
+    now_ns: u64,
+    source: Source<'_>,
+    buckets: Buckets,
 ) -> Result<SpendResult, StoreError> {
     let key = entry::entry_key(digest);
     let now_secs = now_ns / 1_000_000_000;
@@ -89,7 +116,13 @@ pub fn spend(
         if let Some(revocation) = state.revoked {
             return done(Spend::Revoked(revocation), cas_retries);
         }
-        let verdict = token_bucket::check(&state.buckets, limits, cost, now_ns);
+        let (verdict, fallback) = match buckets {
+            Buckets::All => (
+                token_bucket::check(&state.buckets, limits, cost, now_ns),
+                None,
+            ),
+            Buckets::BurstOnly => token_bucket::check_burst(&state.buckets, limits, cost, now_ns),
+        };
         let mut write = verdict.allowed;
         let mut leak = None;
         if let Some(tag) = tag {
@@ -118,7 +151,8 @@ pub fn spend(
                 by: RevokedBy::LeakDetection,
                 at_secs: now_secs,
             });
-            state.changed_ms = now_ns / 1_000_000;
+            state.changed_ms =
+                crate::key_state::revocation::later(now_ns / 1_000_000, state.changed_ms);
             write = true;
         } else if verdict.allowed {
             state.buckets = verdict.state;
@@ -135,7 +169,11 @@ pub fn spend(
         }
         let spend = match leak {
             Some(trip) if revoking => Spend::LeakRevoked(trip),
-            _ => Spend::Decided { verdict, leak },
+            _ => Spend::Decided {
+                verdict,
+                leak,
+                fallback,
+            },
         };
         return done(spend, cas_retries);
     }

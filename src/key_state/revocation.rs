@@ -45,6 +45,14 @@ pub fn update(
     Err(ChangeError::Contention)
 }
 
+/// The time to stamp a change with: now, but always after the change it
+/// replaces (a clock behind another replica's must not make a new change
+/// look older than the one it undoes; the latest change wins in cluster
+/// mode).
+pub fn later(now_ms: u64, previous_ms: u64) -> u64 {
+    now_ms.max(previous_ms.saturating_add(1))
+}
+
 /// Revokes the key at runtime (kept if it already is). `now_ms` is Unix
 /// milliseconds. Returns the revocation in force and whether this call made
 /// it.
@@ -62,7 +70,7 @@ pub fn revoke(
             by,
             at_secs: now_ms / 1000,
         });
-        s.changed_ms = now_ms;
+        s.changed_ms = later(now_ms, s.changed_ms);
         true
     })?;
     state
@@ -84,7 +92,7 @@ pub fn restore(
         lifted = s.revoked.take();
         s.addresses = AddressWindow::default();
         if lifted.is_some() {
-            s.changed_ms = now_ms;
+            s.changed_ms = later(now_ms, s.changed_ms);
         }
         lifted.is_some()
     })?;
@@ -123,5 +131,8 @@ mod tests {
         assert_eq!(restore(&store, &d, 40_000).unwrap(), None);
         let after = read(&store, &d).unwrap().unwrap();
         assert_eq!((after.revoked, after.changed_ms), (None, 30_000));
+        // A clock behind the last change still stamps a later one.
+        revoke(&store, &d, RevokedBy::Admin, 5_000).unwrap();
+        assert_eq!(read(&store, &d).unwrap().unwrap().changed_ms, 30_001);
     }
 }

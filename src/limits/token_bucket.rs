@@ -251,6 +251,65 @@ pub fn check(state: &BucketState, limits: &Limits, cost: u32, now_ns: u64) -> Ve
     }
 }
 
+/// Cluster mode's local step: the burst bucket decides alone; the minute
+/// and hour buckets are spent as far as they have room, and the first of
+/// them without room is returned as what this replica would have answered
+/// on its own (the `failure_mode: local` fallback: limit, seconds to wait).
+/// The service decides the minute and hour.
+pub fn check_burst(
+    state: &BucketState,
+    limits: &Limits,
+    cost: u32,
+    now_ns: u64,
+) -> (Verdict, Option<(LimitKind, u64)>) {
+    let current = state.at(limits, now_ns);
+    let cost_micro = u64::from(cost).saturating_mul(MICRO);
+    let burst = limits.bucket(LimitKind::Burst);
+    let used = current.used[LimitKind::Burst.index()];
+    let needed = used.saturating_add(cost_micro);
+    if needed > burst.capacity_micro() {
+        let wait = (cost_micro <= burst.capacity_micro())
+            .then(|| secs_ceil_min1(burst.nanos_to_refill(needed - burst.capacity_micro())));
+        let views = LimitKind::ALL.map(|kind| view(limits, kind, current.used[kind.index()]));
+        let verdict = Verdict {
+            allowed: false,
+            state: current,
+            tripped: Some(LimitKind::Burst),
+            retry_after_secs: wait,
+            views,
+        };
+        return (verdict, None);
+    }
+    let mut next = current;
+    let mut fallback: Option<(LimitKind, u64)> = None;
+    for kind in [LimitKind::Burst, LimitKind::Minute, LimitKind::Hour] {
+        let bucket = limits.bucket(kind);
+        let used = next.used[kind.index()];
+        let needed = used.saturating_add(cost_micro);
+        if needed <= bucket.capacity_micro() {
+            next.used[kind.index()] = needed;
+        } else {
+            let wait = if cost_micro <= bucket.capacity_micro() {
+                secs_ceil_min1(bucket.nanos_to_refill(needed - bucket.capacity_micro()))
+            } else {
+                bucket.window_secs
+            };
+            if fallback.is_none_or(|(_, w)| wait > w) {
+                fallback = Some((kind, wait));
+            }
+        }
+    }
+    let views = LimitKind::ALL.map(|kind| view(limits, kind, next.used[kind.index()]));
+    let verdict = Verdict {
+        allowed: true,
+        state: next,
+        tripped: None,
+        retry_after_secs: None,
+        views,
+    };
+    (verdict, fallback)
+}
+
 /// The buckets as they are at `now_ns`, without spending anything.
 pub fn peek(state: &BucketState, limits: &Limits, now_ns: u64) -> [BucketView; 3] {
     let current = state.at(limits, now_ns);
@@ -272,6 +331,62 @@ fn view(limits: &Limits, kind: LimitKind, used_micro: u64) -> BucketView {
 /// Whole seconds, rounded up, at least 1 (a `Retry-After` value).
 pub fn secs_ceil_min1(nanos: u64) -> u64 {
     nanos.div_ceil(NANOS_PER_SEC).max(1)
+}
+
+#[cfg(test)]
+mod burst_only_tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn the_burst_decides_and_the_other_buckets_keep_counting() {
+        // burst 4 over a minute of 3, all at one instant: the first three
+        // fit everywhere; the fourth is over this replica's minute (the
+        // fallback) but within the burst, which is spent; the fifth is over
+        // the burst and refused here.
+        let limits = Limits {
+            per_minute: 3,
+            per_hour: 100,
+            burst: 4,
+        };
+        let mut state = BucketState::default();
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let (v, fallback) = check_burst(&state, &limits, 1, SEC);
+            seen.push((v.allowed, fallback.map(|(k, _)| k)));
+            state = v.state;
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (true, None),
+                (true, None),
+                (true, None),
+                (true, Some(LimitKind::Minute)),
+                (false, None)
+            ]
+        );
+        let (refused, _) = check_burst(&state, &limits, 1, SEC);
+        assert_eq!(refused.tripped, Some(LimitKind::Burst));
+        assert_eq!(
+            refused.retry_after_secs,
+            Some(20),
+            "one token of a 3/min refill"
+        );
+        assert_eq!(refused.view(LimitKind::Minute).remaining, 0);
+        // The minute's wait comes with the fallback; a cost the minute can
+        // never hold waits a whole window.
+        let three = (0..3).fold(BucketState::default(), |s, _| {
+            check_burst(&s, &limits, 1, SEC).0.state
+        });
+        assert_eq!(
+            check_burst(&three, &limits, 1, SEC).1,
+            Some((LimitKind::Minute, 20))
+        );
+        let (_, never) = check_burst(&BucketState::default(), &limits, 4, SEC);
+        assert_eq!(never, Some((LimitKind::Minute, 60)));
+    }
 }
 
 #[cfg(test)]

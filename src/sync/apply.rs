@@ -11,8 +11,9 @@ use crate::config::Config;
 use crate::key_state::{self, ChangeError, Revocation, RevokedBy};
 use crate::shared_store::SharedStore;
 
-/// A change this replica took from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A change of a key's state (revoked or not) this replica took from the
+/// cluster.
 pub struct Adopted<'c> {
     pub name: &'c str,
     pub change: Change,
@@ -37,10 +38,12 @@ pub fn apply<'c>(
         let Some(entry) = config.keys.iter().find(|k| &k.name == name) else {
             continue;
         };
+        let mut flipped = false;
         let result = key_state::update(store, &entry.sha256, |s| {
             if change.changed_ms <= s.changed_ms {
                 return false;
             }
+            flipped = s.revoked.is_some() != change.revoked;
             s.changed_ms = change.changed_ms;
             if change.revoked {
                 let by = if change.by == BY_LEAK_DETECTION {
@@ -59,11 +62,13 @@ pub fn apply<'c>(
             true
         });
         match result {
-            Ok((_, true)) => applied.adopted.push(Adopted {
+            // Only a change of state is news (a newer revocation of a key
+            // revoked here too just takes the newer time).
+            Ok((_, true)) if flipped => applied.adopted.push(Adopted {
                 name: &entry.name,
                 change: *change,
             }),
-            Ok((_, false)) => {}
+            Ok(_) => {}
             Err(ChangeError::NoEntry | ChangeError::Contention | ChangeError::Store(_)) => {
                 applied.failed += 1
             }
@@ -115,6 +120,9 @@ mod tests {
         let lease = Lease {
             replica: "r".into(),
             since: 0,
+            epoch: 0,
+            acked_ms: 0,
+            started_ms: 0,
         };
         // Nothing happened yet: nothing to report.
         let req = build(&config, "rg", &lease, &store, 100).unwrap();
@@ -130,6 +138,7 @@ mod tests {
         // An older cluster record (a restore before it) does not undo it ...
         let old = SyncResponse {
             version: 1,
+            epoch: 1,
             revocations: vec![rec("a", false, 40_000), rec("zz", true, 1)],
             leaks: vec![],
         };
@@ -138,6 +147,7 @@ mod tests {
         // ... a newer restore does, and is reported from then on.
         let newer = SyncResponse {
             version: 2,
+            epoch: 1,
             revocations: vec![rec("a", false, 60_000)],
             leaks: vec![],
         };
@@ -152,6 +162,7 @@ mod tests {
         // A cluster revocation by leak detection keeps its cause.
         let leak = SyncResponse {
             version: 3,
+            epoch: 1,
             revocations: vec![(
                 "b".to_string(),
                 Change {
@@ -167,5 +178,42 @@ mod tests {
         let b = config.keys.iter().find(|k| k.name == "b").unwrap();
         let r = read(&store, &b.sha256).unwrap().unwrap().revoked.unwrap();
         assert_eq!((r.by, r.at_secs), (RevokedBy::LeakDetection, 70));
+        // A newer revocation of a key revoked here too is not news.
+        let again = SyncResponse {
+            version: 4,
+            epoch: 1,
+            revocations: vec![rec("b", true, 80_000)],
+            leaks: vec![],
+        };
+        assert!(apply(&config, &store, &again).adopted.is_empty());
+        assert_eq!(read(&store, &b.sha256).unwrap().unwrap().changed_ms, 80_000);
+    }
+
+    #[test]
+    fn reports_leave_out_what_the_service_already_has() {
+        let config = config();
+        let store = MemoryStore::new();
+        let digests: Vec<_> = config.keys.iter().map(|k| k.sha256).collect();
+        ensure_entries(&store, digests.iter()).unwrap();
+        let a = config.keys.iter().find(|k| k.name == "a").unwrap();
+        revoke(&store, &a.sha256, RevokedBy::Admin, 50_000).unwrap();
+        let lease = |acked_ms| Lease {
+            replica: "r".into(),
+            since: 0,
+            epoch: 0,
+            acked_ms,
+            started_ms: 0,
+        };
+        // Acknowledged long after the change: not sent again.
+        let l = lease(100_000);
+        assert!(build(&config, "rg", &l, &store, 100)
+            .unwrap()
+            .keys
+            .is_empty());
+        // Within the margin, or nothing acknowledged yet: sent.
+        let l = lease(51_000);
+        assert_eq!(build(&config, "rg", &l, &store, 100).unwrap().keys.len(), 1);
+        let l = lease(0);
+        assert_eq!(build(&config, "rg", &l, &store, 100).unwrap().keys.len(), 1);
     }
 }

@@ -4,9 +4,11 @@
 //! usage totals of today and yesterday.
 //!
 //! Everything is read from shared data (two gets per configured key), so
-//! whichever thread holds the lease reports the same thing. Reports are
-//! idempotent: a change is resent until the cluster has a newer one, an
-//! address or a day total sent twice counts once.
+//! whichever thread holds the lease reports the same thing. Only what
+//! changed since the start of the last sync the service answered (less a
+//! margin, [`RESEND_MARGIN_MS`]) is sent: a change, an address or a day total
+//! sent twice counts once, and what a failed sync carried goes again with
+//! the next one.
 
 use crate::auth::leak_detection::LeakAction;
 use crate::cluster::sync_wire::{
@@ -18,6 +20,11 @@ use crate::ops::usage::{self, day_of};
 use crate::shared_store::{SharedStore, StoreError};
 
 use super::lease::Lease;
+
+/// What changed this long before the last answered sync started is sent
+/// again (usage reaches shared data up to one timer interval late, and
+/// workers' clocks are read at different moments).
+pub const RESEND_MARGIN_MS: u64 = 2_000;
 
 /// The revocation state of an entry as the cluster sees it; None when it
 /// never changed.
@@ -55,6 +62,9 @@ pub fn build<'c>(
     let detection = &config.leak_detection;
     let now32 = u32::try_from(now_secs).unwrap_or(u32::MAX);
     let today = day_of(now_secs);
+    let since_ms = lease.acked_ms.saturating_sub(RESEND_MARGIN_MS);
+    let since_secs = since_ms / 1000;
+    let since32 = u32::try_from(since_secs).unwrap_or(u32::MAX);
     let mut keys = Vec::new();
     for entry in config.keys.iter() {
         let state = key_state::read(store, &entry.sha256)?;
@@ -69,14 +79,16 @@ pub fn build<'c>(
             ..KeyReport::default()
         };
         if let Some(state) = &state {
-            report.change = change_of(state);
+            report.change = change_of(state).filter(|c| c.changed_ms >= since_ms);
             if detection.enabled {
                 report.seen = state
                     .addresses
                     .slots
                     .iter()
                     .filter(|s| {
-                        s.tag != 0 && now32.saturating_sub(s.last_seen) < detection.window_secs
+                        s.tag != 0
+                            && s.last_seen >= since32
+                            && now32.saturating_sub(s.last_seen) < detection.window_secs
                     })
                     .map(|s| Seen {
                         tag: s.tag,
@@ -85,7 +97,7 @@ pub fn build<'c>(
                     .collect();
             }
         }
-        if let Some(used) = used.filter(|u| u.request_count > 0) {
+        if let Some(used) = used.filter(|u| u.request_count > 0 && u.last_used >= since_secs) {
             report.request_count = used.request_count;
             report.last_used = used.last_used;
             for day in [today.saturating_sub(1), today] {
@@ -109,6 +121,7 @@ pub fn build<'c>(
         domain,
         replica: &lease.replica,
         since: lease.since,
+        epoch: lease.epoch,
         keys,
     })
 }

@@ -32,12 +32,15 @@ KEYS = {
     "cl-restart": "rag_cl-restart-key-00000000000000000000000000000",
     "cl-fault": "rag_cl-fault-key-0000000000000000000000000000000",
     "cl-body": "rag_cl-body-key-00000000000000000000000000000000",
+    "cl-burst": "rag_cl-burst-key-0000000000000000000000000000000",
 }
 TIERS = {
     # 20 a minute across the cluster; the per-replica burst is not the limit here.
     "twenty": {"per_minute": 20, "per_hour": 1000, "burst": 40},
     "five": {"per_minute": 5, "per_hour": 1000, "burst": 5},
     "roomy": {"per_minute": 100000, "per_hour": 1000000, "burst": 100000},
+    # A burst of 3 under a minute of 100: the burst is each replica's own.
+    "bursty": {"per_minute": 100, "per_hour": 1000, "burst": 3},
 }
 
 
@@ -45,7 +48,7 @@ def cluster_config(service: str, failure_mode: str = "deny", timeout_ms: int = 1
     cfg = base_plugin_config()
     cfg["tiers"].update(TIERS)
     for name, key in KEYS.items():
-        tier = {"cl-minute": "twenty", "cl-restart": "five"}.get(name, "roomy")
+        tier = {"cl-minute": "twenty", "cl-restart": "five", "cl-burst": "bursty"}.get(name, "roomy")
         cfg["keys"].append({"name": name, "sha256": digest(key), "tier": tier})
     cfg["admin"] = {"secret_sha256": hashlib.sha256(ADMIN_SECRET.encode()).hexdigest()}
     cfg["cluster"] = {"service": service, "domain": "it", "timeout_ms": timeout_ms,
@@ -140,6 +143,17 @@ def test_minute_budget_is_exact_across_two_envoys(pair):
     ok = [r for r in replies if r.status == 200]
     assert ok[-1].header("x-ratelimit-remaining-minute") == "0"
     assert ok[0].header("x-ratelimit-limit-minute") == "20"
+
+
+def test_the_burst_bucket_is_each_replicas_own(pair):
+    a, b = pair
+    on_a = [use(a, "cl-burst").status for _ in range(5)]
+    on_b = [use(b, "cl-burst").status for _ in range(5)]
+    # 3 at once on each (refill: one token per 0.6 s, slower than these requests).
+    assert on_a.count(200) == 3 and on_b.count(200) == 3, (on_a, on_b)
+    refused = use(a, "cl-burst")
+    assert refused.status == 429
+    assert refused.json() == {"detail": "Rate limit exceeded: burst of 3 requests"}
 
 
 def test_revoke_on_one_envoy_is_enforced_by_the_other(pair):
