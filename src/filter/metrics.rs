@@ -28,6 +28,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::admission::Outcome;
+use crate::auth::digest::Digest;
 use crate::auth::keys::KeyEntry;
 use crate::config::Config;
 use crate::inspection::rules::Category;
@@ -61,8 +62,9 @@ pub struct Metrics {
     /// Cluster mode: call errors, fallbacks, syncs, sync errors, adopted
     /// changes.
     cluster: [u32; 5],
-    /// (key name, decision) -> id, and key name -> leak id.
-    per_key: RefCell<HashMap<(String, &'static str), u32>>,
+    /// (key digest, decision or leak slot) -> id: a copyable key, so the
+    /// per-request lookup allocates nothing.
+    per_key: RefCell<HashMap<(Digest, &'static str), u32>>,
 }
 
 fn counter(name: &str) -> Result<u32, Status> {
@@ -91,11 +93,11 @@ impl Metrics {
         for key in config.keys.iter() {
             for decision in KEY_DECISIONS {
                 let id = counter(&key_name(key, decision))?;
-                per_key.insert((key.name.clone(), decision), id);
+                per_key.insert((key.sha256, decision), id);
             }
             for action in ["revoke", "report"] {
                 let id = counter(&leak_name(key, action))?;
-                per_key.insert((key.name.clone(), leak_slot(action)), id);
+                per_key.insert((key.sha256, leak_slot(action)), id);
             }
         }
         Ok(Metrics {
@@ -171,17 +173,15 @@ impl Metrics {
 
     /// `rag_guard_key_requests{key, tier, decision}`.
     pub fn count_key(&self, key: &KeyEntry, decision: &'static str) {
-        self.count_lazy((key.name.clone(), decision), || key_name(key, decision));
+        self.count_lazy((key.sha256, decision), || key_name(key, decision));
     }
 
     /// `rag_guard_leak_detections{key, action}`.
     pub fn count_leak(&self, key: &KeyEntry, action: &'static str) {
-        self.count_lazy((key.name.clone(), leak_slot(action)), || {
-            leak_name(key, action)
-        });
+        self.count_lazy((key.sha256, leak_slot(action)), || leak_name(key, action));
     }
 
-    fn count_lazy(&self, slot: (String, &'static str), name: impl FnOnce() -> String) {
+    fn count_lazy(&self, slot: (Digest, &'static str), name: impl FnOnce() -> String) {
         let Ok(mut ids) = self.per_key.try_borrow_mut() else {
             return;
         };

@@ -46,6 +46,44 @@ fn is_invisible(c: char) -> bool {
 
 /// The screening form of `text` (see the module documentation).
 pub fn normalize(text: &str) -> String {
+    if text.is_ascii() {
+        return normalize_ascii(text.as_bytes());
+    }
+    normalize_unicode(text)
+}
+
+/// Whitespace as `char::is_whitespace` has it, within ASCII: tab, line
+/// feed, vertical tab, form feed, carriage return, space.
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// [`normalize`] of ASCII text, byte by byte: NFKD leaves ASCII alone, the
+/// only invisible ASCII characters are the controls that are not
+/// whitespace, and lower-casing is ASCII's. Most questions are ASCII; this
+/// path skips the decomposition and the Unicode tables (the tests check it
+/// gives what the general path gives).
+fn normalize_ascii(text: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending_space = false;
+    for &b in text {
+        if is_ascii_space(b) {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if b < 0x20 || b == 0x7f {
+            continue;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(char::from(b.to_ascii_lowercase()));
+    }
+    out
+}
+
+fn normalize_unicode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pending_space = false;
     for c in text.nfkd().filter(|c| !is_invisible(*c)) {
@@ -74,6 +112,39 @@ pub fn collapsed_len(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ascii_path_gives_what_the_unicode_path_gives() {
+        // Every ASCII byte alone, between letters, and doubled.
+        for b in 0u8..=0x7f {
+            let c = char::from(b);
+            for text in [c.to_string(), format!("aB{c}Cd"), format!("{c}{c} x {c}")] {
+                assert_eq!(
+                    normalize_ascii(text.as_bytes()),
+                    normalize_unicode(&text),
+                    "{b:#x}"
+                );
+            }
+        }
+        // Random ASCII strings.
+        let mut seed: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..5_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let text: String = (0..len)
+                .map(|i| char::from(((seed >> (i % 8 * 8)) as u8 ^ i as u8) & 0x7f))
+                .collect();
+            assert_eq!(
+                normalize_ascii(text.as_bytes()),
+                normalize_unicode(&text),
+                "{text:?}"
+            );
+        }
+        // Non-ASCII text takes the general path.
+        assert_eq!(normalize("Ｉgnore\u{200b}  ME"), "ignore me");
+    }
 
     #[test]
     fn defeats_the_usual_unicode_tricks() {

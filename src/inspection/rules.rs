@@ -17,7 +17,7 @@
 //! about "system settings" is not a role marker.
 
 use crate::inspection::escapes::decode_escapes;
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 
 /// Screening categories, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -240,18 +240,20 @@ pub struct Finding {
     pub rule_id: String,
 }
 
-/// A compiled rule.
+/// A rule: its category and id; its pattern is in the set at the same
+/// index.
 #[derive(Debug, Clone)]
 struct Rule {
     category: Category,
     id: String,
-    regex: Regex,
 }
 
-/// All rules of a configuration, compiled.
+/// All rules of a configuration, compiled into one set: one pass over a
+/// text finds every rule that matches, instead of one scan per rule.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    set: RegexSet,
     /// Above this share of characters that are neither letters, digits nor
     /// spaces, a text is flagged as `special_characters`.
     pub special_char_ratio: f64,
@@ -266,7 +268,7 @@ impl RuleSet {
         disabled: &[Category],
         special_char_ratio: f64,
     ) -> Result<Self, String> {
-        let mut rules = Vec::new();
+        let mut rules: Vec<(Rule, String)> = Vec::new();
         let defaults = DEFAULT_RULES
             .iter()
             .map(|(c, id, p)| (*c, id.to_string(), p.to_string()));
@@ -274,23 +276,17 @@ impl RuleSet {
             if disabled.contains(&category) {
                 continue;
             }
-            // ASCII classes (\w, \s, \b), matching over the UTF-8 bytes of the
-            // normalized text; non-ASCII characters are never word
-            // characters, as in regex-lite.
-            let regex = RegexBuilder::new(&pattern)
-                .unicode(false)
-                .size_limit(1 << 20)
-                .build()
+            // Each pattern alone first, so that a bad one is named.
+            compile(std::slice::from_ref(&pattern), 1 << 20)
                 .map_err(|e| format!("rule {id}: {e}"))?;
-            rules.push(Rule {
-                category,
-                id,
-                regex,
-            });
+            rules.push((Rule { category, id }, pattern));
         }
-        rules.sort_by_key(|r| r.category);
+        rules.sort_by_key(|(r, _)| r.category);
+        let patterns: Vec<String> = rules.iter().map(|(_, p)| p.clone()).collect();
+        let set = compile(&patterns, 16 << 20).map_err(|e| format!("rules: {e}"))?;
         Ok(RuleSet {
-            rules,
+            rules: rules.into_iter().map(|(r, _)| r).collect(),
+            set,
             special_char_ratio,
         })
     }
@@ -306,19 +302,26 @@ impl RuleSet {
             }
             forms.push(crate::inspection::normalization::normalize(&once));
         }
+        let mut matched = vec![false; self.rules.len()];
+        for form in &forms {
+            for i in self.set.matches(form.as_bytes()).iter() {
+                if let Some(m) = matched.get_mut(i) {
+                    *m = true;
+                }
+            }
+        }
         let mut findings: Vec<Finding> = Vec::new();
-        for rule in &self.rules {
-            if !categories.contains(&rule.category)
+        for (rule, hit) in self.rules.iter().zip(&matched) {
+            if !hit
+                || !categories.contains(&rule.category)
                 || findings.iter().any(|f| f.category == rule.category)
             {
                 continue;
             }
-            if forms.iter().any(|f| rule.regex.is_match(f.as_bytes())) {
-                findings.push(Finding {
-                    category: rule.category,
-                    rule_id: rule.id.clone(),
-                });
-            }
+            findings.push(Finding {
+                category: rule.category,
+                rule_id: rule.id.clone(),
+            });
         }
         if categories.contains(&Category::SpecialCharacters)
             && special_ratio(&forms[0]) > self.special_char_ratio
@@ -330,6 +333,16 @@ impl RuleSet {
         }
         findings
     }
+}
+
+/// Compiles patterns with ASCII classes (`\w`, `\s`, `\b`), matching over
+/// the UTF-8 bytes of the normalized text; non-ASCII characters are never
+/// word characters, as in regex-lite.
+fn compile(patterns: &[String], size_limit: usize) -> Result<RegexSet, regex::Error> {
+    RegexSetBuilder::new(patterns)
+        .unicode(false)
+        .size_limit(size_limit)
+        .build()
 }
 
 /// Share of characters that are neither alphanumeric nor whitespace, in
