@@ -70,6 +70,9 @@ pub struct Config {
     /// Cluster mode: limits, revocations, leak detection and usage shared
     /// by every replica through the cluster service. None: this Envoy alone.
     pub cluster: Option<ClusterSettings>,
+    /// Per-request event lines each worker writes per second at most
+    /// (`ops::event_budget`).
+    pub event_lines_per_second: u32,
 }
 
 impl Config {
@@ -111,6 +114,27 @@ struct RawConfig {
     usage: RawUsage,
     #[serde(default)]
     cluster: Option<RawCluster>,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    #[serde(default = "default_events_per_second")]
+    max_per_second: u32,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        RawEvents {
+            max_per_second: default_events_per_second(),
+        }
+    }
+}
+
+fn default_events_per_second() -> u32 {
+    200
 }
 
 #[derive(Deserialize)]
@@ -247,6 +271,9 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         .map(parse_cluster)
         .transpose()
         .map_err(|(field, message)| err(field, message))?;
+    if !(1..=1_000_000).contains(&raw.events.max_per_second) {
+        return Err(err("events.max_per_second", "must be 1..=1000000"));
+    }
     if cluster.is_some() && keys.len() > crate::cluster::settings::MAX_KEYS {
         return Err(err(
             "keys",
@@ -274,6 +301,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         leak_detection,
         usage_enabled: raw.usage.enabled,
         cluster,
+        event_lines_per_second: raw.events.max_per_second,
     })
 }
 

@@ -1,7 +1,10 @@
 //! A configuration that was accepted, with what requests need from it.
 
+use std::cell::RefCell;
+
 use crate::auth::failed_auth::FailedAuthTable;
 use crate::config::Config;
+use crate::ops::event_budget::EventBudget;
 
 use super::metrics::Metrics;
 
@@ -13,4 +16,6 @@ pub(super) struct Active {
     pub(super) metrics: Metrics,
     /// Whether Envoy prints info lines (success events are skipped if not).
     pub(super) info_enabled: bool,
+    /// This worker's budget of per-request event lines.
+    pub(super) events: RefCell<EventBudget>,
 }

@@ -15,6 +15,7 @@
 //! | `rag_guard.leak_detections.key.<k>.action.<a>` | `rag_guard_leak_detections{key,action}` |
 //! | `rag_guard.body_flagged.category.<c>` | `rag_guard_body_flagged{category}` |
 //! | `rag_guard.cas_retries` | `rag_guard_cas_retries` |
+//! | `rag_guard.events_suppressed` | `rag_guard_events_suppressed` (per-request event lines left out past `events.max_per_second`) |
 //! | `rag_guard.cluster.call_errors` | `rag_guard_cluster_call_errors` (per-request calls to the cluster service that got no usable answer) |
 //! | `rag_guard.cluster.fallbacks` | `rag_guard_cluster_fallbacks` (requests decided by local buckets, `failure_mode: local`) |
 //! | `rag_guard.cluster.syncs` / `rag_guard.cluster.sync_errors` | `rag_guard_cluster_syncs` / `rag_guard_cluster_sync_errors` |
@@ -62,6 +63,7 @@ pub struct Metrics {
     /// Cluster mode: call errors, fallbacks, syncs, sync errors, adopted
     /// changes.
     cluster: [u32; 5],
+    events_suppressed: u32,
     /// (key digest, decision or leak slot) -> id: a copyable key, so the
     /// per-request lookup allocates nothing.
     per_key: RefCell<HashMap<(Digest, &'static str), u32>>,
@@ -112,6 +114,7 @@ impl Metrics {
                 counter("rag_guard.cluster.sync_errors")?,
                 counter("rag_guard.cluster.adopted")?,
             ],
+            events_suppressed: counter("rag_guard.events_suppressed")?,
             inspection_us: hostcalls::define_metric(
                 MetricType::Histogram,
                 "rag_guard.inspection_duration_us",
@@ -147,6 +150,10 @@ impl Metrics {
         if retries > 0 {
             increment(Some(self.cas_retries), u64::from(retries));
         }
+    }
+
+    pub fn count_suppressed_event(&self) {
+        increment(Some(self.events_suppressed), 1);
     }
 
     pub fn count_cluster_error(&self) {

@@ -6,6 +6,7 @@ use proxy_wasm::types::LogLevel;
 use crate::admission::{Decision, Outcome, RequestView};
 use crate::auth::keys::KeyEntry;
 use crate::key_state::RevokedBy;
+use crate::ops::event_budget::Admit;
 use crate::ops::events::{loggable_path, loggable_token, SecurityEvent, Severity};
 
 use super::active::Active;
@@ -50,6 +51,38 @@ pub(super) fn log_at(severity: Severity, event: &SecurityEvent) {
         Severity::Error => LogLevel::Error,
     };
     host::log(level, &event.to_json());
+}
+
+/// Logs one per-request event within this worker's budget
+/// (`ops::event_budget`): past it the line is counted instead, and the next
+/// line written is preceded by the count. `now_ns` 0: the clock is read.
+pub(super) fn log_request(active: &Active, severity: Severity, event: &SecurityEvent, now_ns: u64) {
+    let now = if now_ns > 0 {
+        now_ns
+    } else {
+        host::now_unix_nanos().unwrap_or(0)
+    };
+    let admit = match active.events.try_borrow_mut() {
+        Ok(mut budget) => budget.admit(now),
+        Err(_) => Admit::Write,
+    };
+    match admit {
+        Admit::Suppress => {
+            active.metrics.count_suppressed_event();
+            return;
+        }
+        Admit::WriteAfterSuppressed(n) => {
+            let summary = SecurityEvent {
+                event: "events_suppressed",
+                reason: "budget",
+                suppressed: Some(n),
+                ..Default::default()
+            };
+            log_at(Severity::Warn, &summary);
+        }
+        Admit::Write => {}
+    }
+    log_at(severity, event);
 }
 
 /// Logs the request's event, then the events the decision produced.
@@ -138,5 +171,5 @@ pub(super) fn log_event(
         by,
         ..request_event(decision, request)
     };
-    log_at(severity, &event);
+    log_request(active, severity, &event, now_ns);
 }

@@ -7,12 +7,13 @@ use proxy_wasm::types::{Action, LogLevel};
 use crate::admission::Outcome;
 use crate::http::LocalReply;
 use crate::inspection::verdict::Rejection;
-use crate::ops::events::SecurityEvent;
+use crate::ops::events::{SecurityEvent, Severity};
 use crate::ops::usage::Kind;
 
 use super::active::Active;
 use super::host::{self};
 use super::pending::PendingBody;
+use super::record::log_request;
 use super::usage::record_usage;
 
 /// Logs, counts and answers a body the inspection refused. The reply names
@@ -39,7 +40,7 @@ pub(super) fn reject_body(
         rule: rejection.rule_id.clone(),
         ..event
     };
-    host::log(LogLevel::Warn, &event.to_json());
+    log_request(active, Severity::Warn, &event, pending.now_ns);
     send_reply(
         Some(active),
         Some(LocalReply {

@@ -18,14 +18,14 @@ use crate::http::{
 use crate::inspection::routes::RouteMatch;
 use crate::inspection::verdict::{flag_categories, BodyVerdict, Rejection};
 use crate::ops::admin::{self as admin_api, usage_days, usage_names};
-use crate::ops::events::SecurityEvent;
+use crate::ops::events::{SecurityEvent, Severity};
 use crate::ops::usage::Kind;
 
 use super::active::Active;
 use super::held::{Facts, Held, Waiting};
 use super::host::{self, HostStore};
 use super::pending::PendingBody;
-use super::record::{count_request, count_side_effects, log_event, request_event};
+use super::record::{count_request, count_side_effects, log_event, log_request, request_event};
 use super::reply::{refuse, refuse_body, reject_body, send_reply};
 use super::usage::record_usage;
 
@@ -321,7 +321,7 @@ impl RequestFilter {
                 reason: "cluster_unavailable",
                 ..request_event(&decision, &request)
             };
-            host::log(LogLevel::Warn, &fallback.to_json());
+            log_request(active, Severity::Warn, &fallback, now_ns);
         }
         // A request held for body inspection is counted once its body is
         // judged (as forwarded or as invalid input), not twice.
@@ -484,7 +484,7 @@ impl RequestFilter {
                         rule: Some(flag.rule_id.clone()),
                         ..event.clone()
                     };
-                    host::log(LogLevel::Warn, &flagged.to_json());
+                    log_request(active, Severity::Warn, &flagged, pending.now_ns);
                 }
                 let names: Vec<&str> = flag_categories(&flags).iter().map(|c| c.as_str()).collect();
                 if host::set_request_header(FLAGS_HEADER, Some(&names.join(","))).is_err() {

@@ -1,6 +1,7 @@
 //! The root context: applies a configuration (`on_configure`), flushes
 //! usage on the tick, and creates a request context per request.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use crate::auth::failed_auth::FailedAuthTable;
 use crate::cluster::settings::SYNC_INTERVAL_MS;
 use crate::config::{self};
 use crate::key_state::{self};
+use crate::ops::event_budget::EventBudget;
 use crate::ops::usage::{self};
 use crate::sync::lease;
 
@@ -129,11 +131,13 @@ fn configure(size: usize) -> Result<(Active, usize), String> {
         );
     }
     let metrics = Metrics::define(&config).map_err(|s| format!("cannot define metrics ({s:?})"))?;
+    let config_events = config.event_lines_per_second;
     let active = Active {
         config,
         auth_table,
         metrics,
         info_enabled: host::log_enabled_at(LogLevel::Info),
+        events: RefCell::new(EventBudget::new(config_events)),
     };
     Ok((active, buckets + slots))
 }

@@ -4,7 +4,7 @@
 //!
 //! `{"event", "reason", "status", "ip", "method", "path", "key_name",
 //! "key_id", "tier", "limit", "field", "category", "rule", "duration_us",
-//! "by", "addresses", "window_secs", "action"}`
+//! "by", "addresses", "window_secs", "action", "suppressed"}`
 //!
 //! `key_id` is the first 16 hex characters of the key's SHA-256. An event
 //! never holds a key, a secret, a header value other than these, or a body;
@@ -60,6 +60,9 @@ pub struct SecurityEvent {
     pub window_secs: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'static str>,
+    /// For `events_suppressed`: lines left out since the last one written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
 }
 
 /// How loud an event is (the Envoy log level it is written at).

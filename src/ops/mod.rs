@@ -3,5 +3,6 @@
 //! `shared_store` and `http`; never on `admission` or `filter`.
 
 pub mod admin;
+pub mod event_budget;
 pub mod events;
 pub mod usage;

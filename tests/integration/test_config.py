@@ -30,6 +30,10 @@ def bad_configs():
          "keys[0].expires_at:"),
         ("missing-keys", {"public_paths": ["/health"]}, "configuration: missing field `keys`"),
         ("not-json", "{keys: []", "configuration: key must be a string"),
+        ("event-budget-zero", {"keys": [], "events": {"max_per_second": 0}},
+         "events.max_per_second: must be 1..=1000000"),
+        ("cluster-failure-mode", {"keys": [], "cluster": {"service": "s", "failure_mode": "open"}},
+         'cluster.failure_mode: "open" is not one of deny, local'),
     ]
 
 
