@@ -93,6 +93,7 @@ lint: wasm-target
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p rag-guard-cluster --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --lib -- -D warnings
+	cargo clippy --release --target wasm32-wasip1 -p rag-guard-noop-filter -- -D warnings
 
 fmt:
 	cargo fmt --all
@@ -114,6 +115,7 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 # BENCH_LATENCY_SECONDS, BENCH_RATE, BENCH_RATE_LARGE: see bench/suite.py.
 bench: build cluster redis-server envoy wrk $(VENV)/.bench-installed
 	cargo build --release -p rag-guard-cluster --examples
+	cargo build --release --target wasm32-wasip1 -p rag-guard-noop-filter
 	$(VENV)/bin/python bench/suite.py
 
 # Native micro-benchmarks (bench/suite.py runs the same command): own target

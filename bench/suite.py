@@ -10,8 +10,10 @@ takes CPU from the server it measures.
 
 Servers, all started at once and stopped by PID at the end:
 
-- three Envoys with one worker (`--concurrency 1`), built from the shipped
-  envoy/envoy.yaml: `passthrough` (no filter but the router), `native`
+- Envoys with one worker (`--concurrency 1`), built from the shipped
+  envoy/envoy.yaml: `passthrough` (no filter but the router), `noop` (a
+  Rust proxy-wasm filter that does nothing, bench/noop-filter: the floor
+  every wasm filter pays), `native`
   (Envoy's own api_key_auth + local_ratelimit + header_mutation: a key
   list, three token buckets per key and the seven security headers, the
   closest an operator gets without rag-guard) and `rag-guard` (the wasm
@@ -98,7 +100,8 @@ RATE_SMALL = int(os.environ.get("BENCH_RATE", "500"))
 RATE_LARGE = int(os.environ.get("BENCH_RATE_LARGE", "50"))
 SKIP_MICRO = os.environ.get("BENCH_SKIP_MICRO") == "1"
 SATURATION_CONNECTIONS = 16
-ENVOYS = ("passthrough", "native", "rag-guard", "rag-guard-cluster")
+ENVOYS = ("passthrough", "noop", "native", "rag-guard", "rag-guard-cluster")
+NOOP_WASM = stack.ROOT / "target" / "wasm32-wasip1" / "release" / "rag_guard_noop_filter.wasm"
 SERVER_CPU, CLIENT_CPU = 0, 1
 RESULTS = BENCH_DIR / "results"
 
@@ -186,6 +189,7 @@ P_GET, P_QUERY, P_DOC = "passthrough: GET", "passthrough: POST /query, 2,000-cha
     "passthrough: POST /documents, 1 MB"
 P_UP = "passthrough -> demo upstream: GET"
 C_GET = "rag-guard cluster mode (+ service + Redis): GET, valid key"
+NOOP_GET = "no-op Rust wasm filter (the floor): GET"
 A_GET, A_QUERY, A_DOC = "app, no checks: GET", "app, no checks: POST /query, 2,000-char question", \
     "app, no checks: POST /documents, 1 MB"
 
@@ -195,6 +199,7 @@ def scenarios() -> list[Scenario]:
         Scenario(P_GET, "passthrough", "passthrough", GET, None, 200),
         Scenario(P_QUERY, "passthrough", "passthrough", QUERY, None, 200),
         Scenario(P_DOC, "passthrough", "passthrough", DOCUMENT, None, 200),
+        Scenario(NOOP_GET, "noop", "noop", GET, None, 200, P_GET),
         Scenario("native: GET, valid key", "native", "native", GET, KEY, 200, P_GET),
         Scenario("native: GET, no key (401)", "native", "native", GET, None, 401, P_GET),
         Scenario("native: GET, over limit (429)", "native", "native", GET, TINY_KEY, 429, P_GET),
@@ -235,7 +240,8 @@ def envoy_config(kind: str, upstream_port: int, cluster_port: int = 0) -> dict:
         plugin = {**PLUGIN, "cluster": {"service": stack.CLUSTER_SERVICE, "domain": "bench",
                                         "timeout_ms": 100, "failure_mode": "deny"}}
     cfg = stack.render_envoy_config(plugin, listen_port=stack.free_port(), admin_port=stack.free_port(),
-                                    upstream=("127.0.0.1", upstream_port))
+                                    upstream=("127.0.0.1", upstream_port),
+                                    wasm=NOOP_WASM if kind == "noop" else stack.WASM)
     if kind == "rag-guard-cluster":
         stack.add_cluster_service(cfg, cluster_port)
     hcm = _hcm(cfg)
@@ -646,6 +652,10 @@ def derived(scs: list[Scenario]) -> list[str]:
 
     rg_get, rg_query = "rag-guard: GET, valid key", "rag-guard: POST /query, 2,000-char question"
     return [
+        f"- the floor: a Rust proxy-wasm filter that does nothing (bench/noop-filter, same SDK, profile and V8 "
+        f"runtime) costs {diff(NOOP_GET, P_GET)} over passthrough; rag-guard's authenticated GET over that floor: "
+        f"{diff(rg_get, NOOP_GET)}, its 401: {diff('rag-guard: GET, no key (401)', NOOP_GET)}, its 429: "
+        f"{diff('rag-guard: GET, over limit (429)', NOOP_GET)}.",
         f"- rag-guard, authenticated GET (key digest + lookup, failed-auth slot read, three buckets with one "
         f"CAS, rate-limit and security headers): {diff(rg_get, P_GET)}; Envoy's native filters for a similar "
         f"job (keys kept in clear, three buckets per client): {diff('native: GET, valid key', P_GET)}.",
@@ -689,10 +699,11 @@ def plot(scs: list[Scenario], path: Path) -> None:
     from matplotlib.patches import Patch
 
     by_name = {s.name: s for s in scs}
-    colors = {"passthrough": "#888888", "native": "#4c72b0", "rag-guard": "#dd8452",
+    colors = {"passthrough": "#888888", "noop": "#aaaaaa", "native": "#4c72b0", "rag-guard": "#dd8452",
               "rag-guard-cluster": "#c44e52",
               "app-bare": "#bbbbbb", "app": "#55a868"}
-    labels = {"passthrough": "passthrough Envoy", "native": "Envoy native filters", "rag-guard": "rag-guard",
+    labels = {"passthrough": "passthrough Envoy", "noop": "no-op wasm filter", "native": "Envoy native filters",
+              "rag-guard": "rag-guard",
               "rag-guard-cluster": "rag-guard cluster mode",
               "app-bare": "FastAPI app, no checks", "app": "FastAPI app middleware"}
     bare_for = {GET: A_GET, QUERY: A_QUERY, DOCUMENT: A_DOC}
