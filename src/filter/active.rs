@@ -4,7 +4,7 @@ use std::cell::RefCell;
 
 use crate::auth::failed_auth::FailedAuthTable;
 use crate::config::Config;
-use crate::ops::event_budget::EventBudget;
+use crate::ops::event_budget::EventBudgets;
 
 use super::metrics::Metrics;
 
@@ -17,5 +17,5 @@ pub(super) struct Active {
     /// Whether Envoy prints info lines (success events are skipped if not).
     pub(super) info_enabled: bool,
     /// This worker's budget of per-request event lines.
-    pub(super) events: RefCell<EventBudget>,
+    pub(super) events: RefCell<EventBudgets>,
 }

@@ -6,7 +6,7 @@ use proxy_wasm::types::LogLevel;
 use crate::admission::{Decision, Outcome, RequestView};
 use crate::auth::keys::KeyEntry;
 use crate::key_state::RevokedBy;
-use crate::ops::event_budget::Admit;
+use crate::ops::event_budget::{Admit, Class};
 use crate::ops::events::{loggable_path, loggable_token, SecurityEvent, Severity};
 
 use super::active::Active;
@@ -53,18 +53,25 @@ pub(super) fn log_at(severity: Severity, event: &SecurityEvent) {
     host::log(level, &event.to_json());
 }
 
-/// Logs one per-request event within this worker's budget
+/// Logs one per-request event within this worker's budget for its class
 /// (`ops::event_budget`): past it the line is counted instead, and the next
-/// line written is preceded by the count. `now_ns` 0: the clock is read.
-pub(super) fn log_request(active: &Active, severity: Severity, event: &SecurityEvent, now_ns: u64) {
+/// line of the class written is preceded by the count. `now_ns` 0: the
+/// clock is read; without a clock the line is written.
+pub(super) fn log_request(
+    active: &Active,
+    class: Class,
+    severity: Severity,
+    event: &SecurityEvent,
+    now_ns: u64,
+) {
     let now = if now_ns > 0 {
-        now_ns
+        Some(now_ns)
     } else {
-        host::now_unix_nanos().unwrap_or(0)
+        host::now_unix_nanos()
     };
-    let admit = match active.events.try_borrow_mut() {
-        Ok(mut budget) => budget.admit(now),
-        Err(_) => Admit::Write,
+    let admit = match (now, active.events.try_borrow_mut()) {
+        (Some(now), Ok(mut budgets)) => budgets.admit(class, now),
+        _ => Admit::Write,
     };
     match admit {
         Admit::Suppress => {
@@ -74,7 +81,7 @@ pub(super) fn log_request(active: &Active, severity: Severity, event: &SecurityE
         Admit::WriteAfterSuppressed(n) => {
             let summary = SecurityEvent {
                 event: "events_suppressed",
-                reason: "budget",
+                reason: class.as_str(),
                 suppressed: Some(n),
                 ..Default::default()
             };
@@ -171,5 +178,15 @@ pub(super) fn log_event(
         by,
         ..request_event(decision, request)
     };
-    log_request(active, severity, &event, now_ns);
+    match decision.outcome {
+        // The filter failing is never left out.
+        Outcome::Unavailable => log_at(severity, &event),
+        Outcome::Allowed | Outcome::RateLimitStatus => {
+            log_request(active, Class::Success, severity, &event, now_ns)
+        }
+        Outcome::ClusterUnavailable => {
+            log_request(active, Class::Cluster, severity, &event, now_ns)
+        }
+        _ => log_request(active, Class::Refusal, severity, &event, now_ns),
+    }
 }

@@ -7,6 +7,7 @@ use proxy_wasm::types::{Action, LogLevel};
 use crate::admission::Outcome;
 use crate::http::LocalReply;
 use crate::inspection::verdict::Rejection;
+use crate::ops::event_budget::Class;
 use crate::ops::events::{SecurityEvent, Severity};
 use crate::ops::usage::Kind;
 
@@ -40,7 +41,13 @@ pub(super) fn reject_body(
         rule: rejection.rule_id.clone(),
         ..event
     };
-    log_request(active, Severity::Warn, &event, pending.now_ns);
+    log_request(
+        active,
+        Class::Inspection,
+        Severity::Warn,
+        &event,
+        pending.now_ns,
+    );
     send_reply(
         Some(active),
         Some(LocalReply {

@@ -18,6 +18,7 @@ use crate::http::{
 use crate::inspection::routes::RouteMatch;
 use crate::inspection::verdict::{flag_categories, BodyVerdict, Rejection};
 use crate::ops::admin::{self as admin_api, usage_days, usage_names};
+use crate::ops::event_budget::Class;
 use crate::ops::events::{SecurityEvent, Severity};
 use crate::ops::usage::Kind;
 
@@ -321,7 +322,7 @@ impl RequestFilter {
                 reason: "cluster_unavailable",
                 ..request_event(&decision, &request)
             };
-            log_request(active, Severity::Warn, &fallback, now_ns);
+            log_request(active, Class::Cluster, Severity::Warn, &fallback, now_ns);
         }
         // A request held for body inspection is counted once its body is
         // judged (as forwarded or as invalid input), not twice.
@@ -484,7 +485,13 @@ impl RequestFilter {
                         rule: Some(flag.rule_id.clone()),
                         ..event.clone()
                     };
-                    log_request(active, Severity::Warn, &flagged, pending.now_ns);
+                    log_request(
+                        active,
+                        Class::Inspection,
+                        Severity::Warn,
+                        &flagged,
+                        pending.now_ns,
+                    );
                 }
                 let names: Vec<&str> = flag_categories(&flags).iter().map(|c| c.as_str()).collect();
                 if host::set_request_header(FLAGS_HEADER, Some(&names.join(","))).is_err() {

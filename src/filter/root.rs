@@ -13,7 +13,7 @@ use crate::auth::failed_auth::FailedAuthTable;
 use crate::cluster::settings::SYNC_INTERVAL_MS;
 use crate::config::{self};
 use crate::key_state::{self};
-use crate::ops::event_budget::EventBudget;
+use crate::ops::event_budget::EventBudgets;
 use crate::ops::usage::{self};
 use crate::sync::lease;
 
@@ -137,7 +137,7 @@ fn configure(size: usize) -> Result<(Active, usize), String> {
         auth_table,
         metrics,
         info_enabled: host::log_enabled_at(LogLevel::Info),
-        events: RefCell::new(EventBudget::new(config_events)),
+        events: RefCell::new(EventBudgets::new(config_events)),
     };
     Ok((active, buckets + slots))
 }

@@ -283,7 +283,9 @@ impl RuleSet {
         }
         rules.sort_by_key(|(r, _)| r.category);
         let patterns: Vec<String> = rules.iter().map(|(_, p)| p.clone()).collect();
-        let set = compile(&patterns, 16 << 20).map_err(|e| format!("rules: {e}"))?;
+        // The same room as each rule had alone (1 MiB each).
+        let limit = patterns.len().max(1).saturating_mul(1 << 20);
+        let set = compile(&patterns, limit).map_err(|e| format!("rules: {e}"))?;
         Ok(RuleSet {
             rules: rules.into_iter().map(|(r, _)| r).collect(),
             set,

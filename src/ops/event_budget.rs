@@ -1,5 +1,8 @@
-//! A budget of per-request event lines, per worker: a token bucket of
-//! `per_second` lines a second with a burst of one second's worth.
+//! A budget of per-request event lines, per worker and per class of event
+//! ([`Class`]): a token bucket of `per_second` lines a second with a burst
+//! of one second's worth, for each class, so that a flood of one kind
+//! (keyless requests, or ordinary successes) cannot hide another (an
+//! injection attempt's `validation_failed`).
 //!
 //! Every refused request writes one JSON line into Envoy's log, which is
 //! the most expensive part of a 401 or a 429. A client that sends thousands
@@ -10,9 +13,66 @@
 //! count. Events about keys (revocations, leak detection), the admin API and
 //! cluster mode are not budgeted: they are rare and each one matters.
 //!
-//! Fixed size: three integers per worker, whatever the traffic.
+//! Fixed size: four buckets of three integers per worker, whatever the
+//! traffic.
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// The kinds of per-request events, each with its own bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// `auth_success` (info level).
+    Success,
+    /// `auth_failure`, `rate_limited`, `host_rejected`,
+    /// `method_override_rejected`.
+    Refusal,
+    /// `validation_failed`, `input_flagged`.
+    Inspection,
+    /// `cluster_unavailable`, `cluster_fallback`.
+    Cluster,
+}
+
+impl Class {
+    pub const ALL: [Class; 4] = [
+        Class::Success,
+        Class::Refusal,
+        Class::Inspection,
+        Class::Cluster,
+    ];
+
+    /// The `reason` of an `events_suppressed` line about this class.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Success => "success",
+            Class::Refusal => "refusal",
+            Class::Inspection => "inspection",
+            Class::Cluster => "cluster",
+        }
+    }
+}
+
+/// One worker's buckets, one per [`Class`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBudgets {
+    buckets: [EventBudget; 4],
+}
+
+impl EventBudgets {
+    pub fn new(per_second: u32) -> Self {
+        EventBudgets {
+            buckets: Class::ALL.map(|_| EventBudget::new(per_second)),
+        }
+    }
+
+    /// [`EventBudget::admit`] in the bucket of `class`.
+    pub fn admit(&mut self, class: Class, now_ns: u64) -> Admit {
+        let i = Class::ALL.iter().position(|c| *c == class).unwrap_or(0);
+        match self.buckets.get_mut(i) {
+            Some(bucket) => bucket.admit(now_ns),
+            None => Admit::Write,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventBudget {
@@ -94,6 +154,22 @@ mod tests {
         assert_eq!(burst, 100);
         // A clock that goes back refills nothing and never panics.
         assert_eq!(b.admit(t0), Admit::Suppress);
+    }
+
+    #[test]
+    fn each_class_has_its_own_bucket() {
+        let mut b = EventBudgets::new(2);
+        let t = 10 * NANOS_PER_SEC;
+        for _ in 0..5 {
+            b.admit(Class::Refusal, t);
+        }
+        assert_eq!(b.admit(Class::Refusal, t), Admit::Suppress);
+        assert_eq!(
+            b.admit(Class::Inspection, t),
+            Admit::Write,
+            "not used up by refusals"
+        );
+        assert_eq!(b.admit(Class::Success, t), Admit::Write);
     }
 
     #[test]
