@@ -12,7 +12,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build cluster redis-server run-cluster wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-limiter fuzz corpus-eval clean
+.PHONY: all build cluster redis-server run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-limiter fuzz corpus-eval clean
 
 all: build
 
@@ -132,6 +132,11 @@ bench-limiter: build envoy wrk
 # cargo fuzz, which needs nightly). FUZZ_SECONDS=60 by default.
 fuzz:
 	cargo bench --bench fuzz_inspector
+
+# What takes the bytes of the wasm, by crate (twiggy from crates.io).
+wasm-breakdown: wasm-target
+	@command -v twiggy >/dev/null || cargo install --quiet twiggy
+	$(PYTHON) scripts/wasm_breakdown.py
 
 corpus-eval: bins
 	$(PYTHON) bench/corpus_eval.py
