@@ -76,7 +76,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -340,19 +339,6 @@ class Server:
     admin_url: str | None = None
 
 
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with socket.socket() as s:
-            s.settimeout(1)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
-
-
 def start_app(name: str, factory: str, workdir: Path, plugin_path: Path) -> Server:
     port = stack.free_port()
     log = open(workdir / f"{name}.log", "w")
@@ -363,11 +349,7 @@ def start_app(name: str, factory: str, workdir: Path, plugin_path: Path) -> Serv
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RAG_BENCH_PLUGIN_CONFIG": str(plugin_path)})
     log.close()
     server = Server(name, proc, port, lambda: stack.stop_process(proc))
-    try:
-        wait_listening(port, proc)
-    except RuntimeError:
-        server.stop()
-        raise
+    stack.wait_listening(proc, port, name, timeout=30.0)
     pin(proc.pid, SERVER_CPU)
     return server
 

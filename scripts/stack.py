@@ -118,7 +118,7 @@ def start_redis(port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
-    _wait_listening(proc, port, "redis-server")
+    wait_listening(proc, port, "redis-server")
     return proc
 
 
@@ -130,11 +130,13 @@ def start_cluster_service(port: int, redis_port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_listening(proc, port, "rag-guard-cluster")
+    wait_listening(proc, port, "rag-guard-cluster")
     return proc
 
 
-def _wait_listening(proc: subprocess.Popen, port: int, what: str, timeout: float = 10.0) -> None:
+def wait_listening(proc: subprocess.Popen, port: int, what: str, timeout: float = 10.0) -> None:
+    """Waits until `proc` listens on the loopback `port`; stops it and
+    raises RuntimeError if it exits or does not within `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -106,8 +106,12 @@ pub fn dispatch_grpc(
     )
 }
 
-/// The message of a gRPC answer (`size` bytes).
-pub fn grpc_response(size: usize) -> Option<Vec<u8>> {
+/// The message of a gRPC answer (`size` bytes), if its status is OK (0):
+/// any other status (unreachable, deadline) is no answer.
+pub fn grpc_answer(status_code: u32, size: usize) -> Option<Vec<u8>> {
+    if status_code != 0 {
+        return None;
+    }
     hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
         .ok()
         .map(Option::unwrap_or_default)

@@ -60,11 +60,7 @@ impl Context for RequestFilter {
         let Some(waiting) = self.waiting.take_if(|w| w.token == token_id) else {
             return;
         };
-        // gRPC status 0 is OK; anything else (unreachable, deadline) is no
-        // answer.
-        let answer = (status_code == 0)
-            .then(|| host::grpc_response(response_size))
-            .flatten();
+        let answer = host::grpc_answer(status_code, response_size);
         let action = self.answered(&active, waiting, answer.as_deref());
         if action == Action::Continue && host::resume_request().is_err() {
             host::log(

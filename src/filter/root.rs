@@ -40,9 +40,7 @@ impl Context for RootFilter {
         let Some(active) = self.active.clone() else {
             return;
         };
-        let answer = (status_code == 0)
-            .then(|| host::grpc_response(response_size))
-            .flatten();
+        let answer = host::grpc_answer(status_code, response_size);
         self.sync_failing = sync_answered(&active, call, answer.as_deref(), self.sync_failing);
     }
 }

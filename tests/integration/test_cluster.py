@@ -17,6 +17,7 @@ import pytest
 from client import request
 from conftest import base_plugin_config, digest
 from load import read_response
+from test_operations import wait_for
 
 import stack
 
@@ -111,16 +112,6 @@ def clear_of_minute_edge(margin: float = 5.0) -> None:
     deadline = time.monotonic() + 70
     while time.time() % 60 > 60 - margin and time.monotonic() < deadline:
         time.sleep(0.2)
-
-
-def wait_for(check, timeout: float, step: float = 0.1):
-    """Polls `check` until it returns a true value or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def test_minute_budget_is_exact_across_two_envoys(pair):
