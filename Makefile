@@ -12,7 +12,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build cluster redis-server run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-limiter fuzz corpus-eval clean
+.PHONY: all build cluster redis-server run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-host-calls bench-limiter fuzz corpus-eval clean
 
 all: build
 
@@ -124,6 +124,11 @@ bench: build cluster redis-server envoy wrk $(VENV)/.bench-installed
 HOT_PATHS := CARGO_TARGET_DIR=target/bench-native CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench --bench hot_paths
 
 # The earlier, narrower run: authentication and limiter cost only.
+# The price of each kind of host call (the no-op filter repeating one).
+bench-host-calls: envoy wrk $(VENV)/.bench-installed
+	cargo build --release --target wasm32-wasip1 -p rag-guard-noop-filter
+	$(VENV)/bin/python bench/host_calls.py
+
 bench-limiter: build envoy wrk
 	$(VENV)/bin/python bench/limiter.py
 	$(HOT_PATHS)

@@ -33,5 +33,6 @@ pub mod ops;
 pub mod shared_store;
 pub mod sync;
 
-#[cfg(target_arch = "wasm32")]
+// Natively only in unit tests, on a fake Envoy (`filter::fake_host`).
+#[cfg(any(target_arch = "wasm32", test))]
 mod filter;

@@ -18,7 +18,7 @@ mod tests;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::auth::failed_auth::{self, FailedAuthTable};
+use crate::auth::failed_auth::{self, FailedAuthTable, Seen};
 use crate::config::Config;
 use crate::ops::admin::{self, AdminRequest};
 use crate::shared_store::SharedStore;
@@ -63,11 +63,12 @@ pub fn decide<'c>(
 
     // Addresses with too many recent failures get no further.
     let ip = req.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    match auth_table.blocked_for(store, ip, config.failed_auth_per_minute, now_ns) {
-        Ok(None) => {}
-        Ok(Some(secs)) => return blocked_decision(secs),
+    // The set read here is where a failure of this request is counted.
+    let seen = match auth_table.check(store, ip, config.failed_auth_per_minute, now_ns) {
+        Ok((None, seen)) => seen,
+        Ok((Some(secs), _)) => return blocked_decision(secs),
         Err(_) => return Decision::of(Outcome::Unavailable),
-    }
+    };
 
     if admin::is_admin_path(config, req.path) {
         let admin_req = AdminRequest {
@@ -78,7 +79,7 @@ pub fn decide<'c>(
         };
         let answer = admin::handle(config, &admin_req, store, now_ns);
         if answer.status.is_auth_failure() {
-            if let Some(blocked) = record_failure(config, auth_table, store, ip, now_ns) {
+            if let Some(blocked) = record_failure(config, auth_table, store, seen, now_ns) {
                 return blocked;
             }
         }
@@ -96,7 +97,7 @@ pub fn decide<'c>(
         // Decided by the CAS that counts the failure: if other workers used
         // up the address's budget since the check above, this is a blocked
         // request too. A failure that cannot be recorded keeps its answer.
-        if let Some(blocked) = record_failure(config, auth_table, store, ip, now_ns) {
+        if let Some(blocked) = record_failure(config, auth_table, store, seen, now_ns) {
             return blocked;
         }
         Decision {
@@ -127,10 +128,11 @@ fn record_failure(
     config: &Config,
     auth_table: &FailedAuthTable,
     store: &dyn SharedStore,
-    ip: IpAddr,
+    seen: Seen,
     now_ns: u64,
 ) -> Option<Decision<'static>> {
-    let blocked = auth_table.record_failure(store, ip, config.failed_auth_per_minute, now_ns);
+    let per_minute = config.failed_auth_per_minute;
+    let blocked = auth_table.record_failure_after(store, seen, per_minute, now_ns);
     if let Ok(true) = blocked {
         return Some(blocked_decision(failed_auth::one_failure_secs(
             config.failed_auth_per_minute,

@@ -43,7 +43,7 @@ use std::net::IpAddr;
 use siphasher::sip::SipHasher13;
 
 use crate::limits::token_bucket::{secs_ceil_min1, Bucket, MICRO};
-use crate::shared_store::{create_missing, SharedStore, StoreError};
+use crate::shared_store::{create_missing, SharedStore, StoreError, Versioned};
 
 /// Sets in the table.
 pub const SETS: usize = 4096;
@@ -278,24 +278,39 @@ impl FailedAuthTable {
         per_minute: u32,
         now_ns: u64,
     ) -> Result<Option<u64>, StoreError> {
+        self.check(store, ip, per_minute, now_ns)
+            .map(|(blocked, _)| blocked)
+    }
+
+    /// [`Self::blocked_for`], also returning the set as read, so that a
+    /// failure counted next ([`Self::record_failure_after`]) needs no
+    /// second read.
+    pub fn check(
+        &self,
+        store: &dyn SharedStore,
+        ip: IpAddr,
+        per_minute: u32,
+        now_ns: u64,
+    ) -> Result<(Option<u64>, Seen), StoreError> {
         let place = self.place(ip);
-        let Some(found) = store
-            .get(&set_key(place.set))?
-            .and_then(|v| Set::record_in(&v.value, place.tag))
-        else {
-            return Ok(Some(60));
+        let read = store.get(&set_key(place.set))?;
+        let record = read
+            .as_ref()
+            .and_then(|v| Set::record_in(&v.value, place.tag));
+        let seen = Seen { place, read };
+        let Some(found) = record else {
+            return Ok((Some(60), seen));
         };
         let Some(r) = found else {
-            return Ok(None);
+            return Ok((None, seen));
         };
         let b = bucket(per_minute);
         let needed = b.used_at(r.used, r.at_ns, now_ns).saturating_add(MICRO);
         if needed <= b.capacity_micro() {
-            return Ok(None);
+            return Ok((None, seen));
         }
-        Ok(Some(secs_ceil_min1(
-            b.nanos_to_refill(needed - b.capacity_micro()),
-        )))
+        let secs = secs_ceil_min1(b.nanos_to_refill(needed - b.capacity_micro()));
+        Ok((Some(secs), seen))
     }
 
     /// Counts one failed authentication of the address. Returns true if its
@@ -309,12 +324,32 @@ impl FailedAuthTable {
         per_minute: u32,
         now_ns: u64,
     ) -> Result<bool, StoreError> {
-        let place = self.place(ip);
+        let seen = Seen {
+            place: self.place(ip),
+            read: None,
+        };
+        self.record_failure_after(store, seen, per_minute, now_ns)
+    }
+
+    /// [`Self::record_failure`] whose first CAS attempt starts from the set
+    /// [`Self::check`] read (a stale one only costs a retry).
+    pub fn record_failure_after(
+        &self,
+        store: &dyn SharedStore,
+        seen: Seen,
+        per_minute: u32,
+        now_ns: u64,
+    ) -> Result<bool, StoreError> {
+        let Seen { place, mut read } = seen;
         let key = set_key(place.set);
         let b = bucket(per_minute);
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let Some(current) = store.get(&key)? else {
-                return Ok(true);
+            let current = match read.take() {
+                Some(current) => current,
+                None => match store.get(&key)? {
+                    Some(current) => current,
+                    None => return Ok(true),
+                },
             };
             let mut set = Set::decode(&current.value).unwrap_or_default();
             let (way, used) = match set.find(place.tag) {
@@ -343,6 +378,13 @@ impl FailedAuthTable {
     }
 }
 
+/// The set [`FailedAuthTable::check`] read for an address, handed on to
+/// [`FailedAuthTable::record_failure_after`].
+pub struct Seen {
+    place: Place,
+    read: Option<Versioned>,
+}
+
 /// Whole seconds for one failure to refill in a full record.
 pub fn one_failure_secs(per_minute: u32) -> u64 {
     secs_ceil_min1(bucket(per_minute).nanos_to_refill(MICRO))
@@ -367,6 +409,49 @@ mod tests {
 
     fn v4(i: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))
+    }
+
+    /// A store that counts its reads.
+    struct Counting<'a>(&'a MemoryStore, std::cell::Cell<u32>);
+
+    impl SharedStore for Counting<'_> {
+        fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+            self.1.set(self.1.get() + 1);
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            self.0.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn a_failure_after_the_check_reuses_its_read() {
+        let store = MemoryStore::new();
+        let t = table(&store);
+        let counting = Counting(&store, std::cell::Cell::new(0));
+        let a = ip("203.0.113.7");
+        for _ in 0..10 {
+            let (blocked, seen) = t.check(&counting, a, 10, NOW).unwrap();
+            assert_eq!(blocked, None);
+            assert!(!t.record_failure_after(&counting, seen, 10, NOW).unwrap());
+        }
+        // One read per check-and-count, not two.
+        assert_eq!(counting.1.get(), 10);
+        assert!(t.blocked_for(&store, a, 10, NOW).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_stale_read_costs_a_retry_not_a_lost_failure() {
+        let store = MemoryStore::new();
+        let t = table(&store);
+        let a = ip("203.0.113.7");
+        let (_, seen) = t.check(&store, a, 2, NOW).unwrap();
+        // Another worker counts a failure of the same address meanwhile.
+        assert!(!t.record_failure(&store, a, 2, NOW).unwrap());
+        // The stale read's CAS fails; the retry reads again and counts the
+        // second failure on top of the first.
+        assert!(!t.record_failure_after(&store, seen, 2, NOW).unwrap());
+        assert!(t.record_failure(&store, a, 2, NOW).unwrap());
     }
 
     #[test]

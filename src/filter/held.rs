@@ -22,10 +22,20 @@ pub(super) struct Facts<'a> {
     /// it goes upstream).
     pub(super) strip_key: bool,
     pub(super) strip_secret: bool,
-    /// The client sent identity headers of its own (overwritten or removed).
-    pub(super) has_identity_headers: bool,
+    /// The identity headers the client sent (overwritten or removed).
+    pub(super) sent_identity: SentIdentity,
     pub(super) end_of_stream: bool,
     pub(super) now_ns: u64,
+}
+
+/// Which of the headers the filter owns (`x-api-key-name`,
+/// `x-api-key-tier`, `x-rag-guard-flags`) the client sent: only those are
+/// removed when the filter has nothing to write in their place.
+#[derive(Clone, Copy, Default)]
+pub(super) struct SentIdentity {
+    pub(super) name: bool,
+    pub(super) tier: bool,
+    pub(super) flags: bool,
 }
 
 /// What the request waits for.
@@ -78,7 +88,7 @@ pub(super) struct Waiting {
     pub(super) content_length: Option<Vec<u8>>,
     pub(super) strip_key: bool,
     pub(super) strip_secret: bool,
-    pub(super) has_identity_headers: bool,
+    pub(super) sent_identity: SentIdentity,
     pub(super) end_of_stream: bool,
     pub(super) now_ns: u64,
     pub(super) body: Option<(usize, bool)>,
@@ -96,7 +106,7 @@ impl Waiting {
             content_length: f.content_length.map(<[u8]>::to_vec),
             strip_key: f.strip_key,
             strip_secret: f.strip_secret,
-            has_identity_headers: f.has_identity_headers,
+            sent_identity: f.sent_identity,
             end_of_stream: f.end_of_stream,
             now_ns: f.now_ns,
             body: None,
@@ -112,7 +122,7 @@ impl Waiting {
             content_length: self.content_length.as_deref(),
             strip_key: self.strip_key,
             strip_secret: self.strip_secret,
-            has_identity_headers: self.has_identity_headers,
+            sent_identity: self.sent_identity,
             end_of_stream: self.end_of_stream,
             now_ns: self.now_ns,
         }

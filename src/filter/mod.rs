@@ -12,6 +12,8 @@
 //! cluster sync call and applies its answer.
 
 mod active;
+#[cfg(test)]
+mod fake_host;
 mod held;
 mod host;
 mod metrics;
@@ -23,12 +25,12 @@ mod root;
 mod sync;
 mod usage;
 
-use proxy_wasm::traits::RootContext;
+#[cfg(test)]
+mod tests;
 
-use root::RootFilter;
-
+#[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(RootFilter {
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(root::RootFilter {
         active: None,
         sync_call: None,
         sync_failing: false,

@@ -161,8 +161,11 @@ pub(super) fn log_event(
         | Outcome::DisabledKey
         | Outcome::RevokedKey(_) => ("auth_failure", Severity::Warn, None),
     };
-    let duration_us = match (event, host::now_unix_nanos()) {
-        ("auth_success", Some(end)) if now_ns > 0 => Some(end.saturating_sub(now_ns) / 1000),
+    // The clock only for the one event that uses it.
+    let duration_us = match event {
+        "auth_success" if now_ns > 0 => {
+            host::now_unix_nanos().map(|end| end.saturating_sub(now_ns) / 1000)
+        }
         _ => None,
     };
     let by = match decision.outcome {

@@ -23,7 +23,7 @@ use crate::ops::events::{SecurityEvent, Severity};
 use crate::ops::usage::Kind;
 
 use super::active::Active;
-use super::held::{Facts, Held, Waiting};
+use super::held::{Facts, Held, SentIdentity, Waiting};
 use super::host::{self, HostStore};
 use super::pending::PendingBody;
 use super::record::{count_request, count_side_effects, log_event, log_request, request_event};
@@ -73,6 +73,41 @@ impl Context for RequestFilter {
 
 impl HttpContext for RequestFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.request_headers(end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.request_body(body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.request_trailers()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // Two host calls (read the map, write it back) instead of one per
+        // header: the response phase runs on every request. Also on the
+        // filter's own replies: Envoy's `local_reply_config` may have added
+        // headers of its own to them since.
+        let Some(active) = &self.active else {
+            return Action::Continue;
+        };
+        if let Ok(headers) = host::response_headers() {
+            let headers = response_headers::apply(
+                headers,
+                &active.config.security_headers,
+                &self.response_headers,
+            );
+            if host::set_response_headers(&headers).is_err() {
+                host::log(LogLevel::Error, "rag-guard: could not set response headers");
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl RequestFilter {
+    fn request_headers(&mut self, end_of_stream: bool) -> Action {
         let Some(active) = self.active.clone() else {
             send_reply(None, Outcome::Unavailable.reply());
             return Action::Pause;
@@ -85,7 +120,7 @@ impl HttpContext for RequestFilter {
         let (mut content_type, mut content_length) = (None, None);
         let mut api_keys: Vec<&[u8]> = Vec::new();
         let mut admin_secrets: Vec<&[u8]> = Vec::new();
-        let mut has_identity_headers = false;
+        let mut sent_identity = SentIdentity::default();
         let mut method_override = false;
         for (name, value) in &headers {
             match name.as_str() {
@@ -94,7 +129,9 @@ impl HttpContext for RequestFilter {
                 ":method" => method = value.as_slice(),
                 "content-type" => content_type = Some(value.as_slice()),
                 "content-length" => content_length = Some(value.as_slice()),
-                KEY_NAME_HEADER | KEY_TIER_HEADER | FLAGS_HEADER => has_identity_headers = true,
+                KEY_NAME_HEADER => sent_identity.name = true,
+                KEY_TIER_HEADER => sent_identity.tier = true,
+                FLAGS_HEADER => sent_identity.flags = true,
                 SECRET_HEADER => admin_secrets.push(value.as_slice()),
                 n if n == active.config.api_key_header => api_keys.push(value.as_slice()),
                 n if METHOD_OVERRIDE_HEADERS.contains(&n) => method_override = true,
@@ -140,7 +177,7 @@ impl HttpContext for RequestFilter {
             content_length,
             strip_key: !api_keys.is_empty(),
             strip_secret: !admin_secrets.is_empty(),
-            has_identity_headers,
+            sent_identity,
             end_of_stream,
             now_ns,
         };
@@ -152,7 +189,7 @@ impl HttpContext for RequestFilter {
         self.settle(&active, decision, &facts)
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(waiting) = self.waiting.as_mut() {
             // Buffered until the cluster service has answered.
             waiting.body = Some((body_size, end_of_stream));
@@ -161,7 +198,7 @@ impl HttpContext for RequestFilter {
         self.body_phase(body_size, end_of_stream)
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn request_trailers(&mut self) -> Action {
         // HTTP/2 with trailers: the body ended before them.
         if let Some(waiting) = self.waiting.as_mut() {
             let size = waiting.body.map_or(0, |(size, _)| size);
@@ -172,24 +209,6 @@ impl HttpContext for RequestFilter {
             Some(active) if self.pending.is_some() => self.finish_pending(&active),
             _ => Action::Continue,
         }
-    }
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // Two host calls (read the map, write it back) instead of one per
-        // header: the response phase runs on every request.
-        let Some(active) = &self.active else {
-            return Action::Continue;
-        };
-        if let Ok(headers) = host::response_headers() {
-            let headers = response_headers::apply(
-                headers,
-                &active.config.security_headers,
-                &self.response_headers,
-            );
-            if host::set_response_headers(&headers).is_err() {
-                host::log(LogLevel::Error, "rag-guard: could not set response headers");
-            }
-        }
-        Action::Continue
     }
 }
 
@@ -355,15 +374,24 @@ impl RequestFilter {
         if f.strip_secret {
             applied = applied.and_then(|_| host::set_request_header(SECRET_HEADER, None));
         }
-        if identity.is_some() || f.has_identity_headers {
-            applied = applied
-                .and_then(|_| {
-                    host::set_request_header(KEY_NAME_HEADER, identity.map(|k| k.name.as_str()))
-                })
-                .and_then(|_| {
-                    host::set_request_header(KEY_TIER_HEADER, identity.map(|k| k.tier.as_str()))
-                })
-                .and_then(|_| host::set_request_header(FLAGS_HEADER, None));
+        let sent = f.sent_identity;
+        let written = [
+            (
+                KEY_NAME_HEADER,
+                identity.map(|k| k.name.as_str()),
+                sent.name,
+            ),
+            (
+                KEY_TIER_HEADER,
+                identity.map(|k| k.tier.as_str()),
+                sent.tier,
+            ),
+            (FLAGS_HEADER, None, sent.flags),
+        ];
+        for (header, value, sent) in written {
+            if value.is_some() || sent {
+                applied = applied.and_then(|_| host::set_request_header(header, value));
+            }
         }
         if applied.is_err() {
             return refuse(active, Outcome::Unavailable);
