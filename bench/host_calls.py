@@ -3,14 +3,19 @@ bench-host-calls`; not part of `make test`).
 
 The no-op filter of the floor row (bench/noop-filter) repeats one kind of
 host call N times per request when its plugin configuration says
-`"<call> N"`. One Envoy (one worker, pinned to CPU 0) per kind, plus one with
+`"probe <call> N"`. One Envoy (one worker, pinned to CPU 0) per kind, plus one with
 no probe, all answering `GET /documents` from a `direct_response` route;
 wrk -t1 -c16 on CPU 1 measures requests/s, in interleaved rounds (median of
 BENCH_REPEATS, default 5, of BENCH_SECONDS, default 2 s). The cost of one
 call: `(1/rps_probe - 1/rps_none) / N`.
 
 Multiplied by the counts of src/filter/tests.rs (the README's host-call
-table), this says how much of a path's cost is its host calls.
+table), this says how much of a path's cost is its host calls. Then the
+same Envoy setup with rag-guard built with the `phase-timing` feature
+(PHASE_WASM, built by the Makefile) answers authenticated GETs and keyless
+GETs (401): its log gives the mean time spent inside the filter's
+request-headers and response-headers callbacks, next to each request's cost
+over the no-probe floor.
 
 Writes bench/results/host_calls.md and prints it.
 """
@@ -18,6 +23,7 @@ Writes bench/results/host_calls.md and prints it.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -50,16 +56,16 @@ PROBES = [
 
 def start(workdir: Path, probe: str | None) -> suite.Server:
     cfg = suite.envoy_config("noop", upstream_port=stack.free_port())
-    stack._wasm_filter(cfg)["configuration"]["value"] = f"{probe} {N}" if probe else ""
+    stack._wasm_filter(cfg)["configuration"]["value"] = f"probe {probe} {N}" if probe else ""
     name = probe or "none"
     envoy = stack.start_envoy(cfg, workdir / name, concurrency=1, wasm_log_level="warning")
     suite.pin(envoy.proc.pid, suite.SERVER_CPU)
     return suite.Server(name, envoy.proc, envoy.port, envoy.stop, envoy.admin_url)
 
 
-def rps(server: suite.Server) -> float:
+def rps(server: suite.Server, key: str | None = "bench-key-0123456789") -> float:
     # The header set of rag-guard's authenticated GET: wrk's own plus a key.
-    argv = ["wrk", "-t1", "-c16", f"-d{suite.DURATION}s", "-H", "x-api-key: bench-key-0123456789",
+    argv = ["wrk", "-t1", "-c16", f"-d{suite.DURATION}s", *(["-H", f"x-api-key: {key}"] if key else []),
             f"http://127.0.0.1:{server.port}/documents"]
     argv = ["taskset", "-c", str(suite.CLIENT_CPU)] + argv
     out = subprocess.run(argv, capture_output=True, text=True, timeout=suite.DURATION + 60).stdout
@@ -67,6 +73,33 @@ def rps(server: suite.Server) -> float:
         if line.startswith("Requests/sec:"):
             return float(line.split()[1])
     raise RuntimeError(f"{server.name}: wrk printed no rate:\n{out}")
+
+
+PHASE_WASM = stack.ROOT / "target" / "phase-timing" / "rag_guard.wasm"
+PHASE_LINE = re.compile(r"phase timing: request headers (\d+) ns, response headers (\d+) ns")
+
+
+def phase_timing(workdir: Path, floor_rps: float) -> list[str]:
+    """Rows: path, cost over the floor, time inside the two callbacks."""
+    cfg = suite.envoy_config("rag-guard", upstream_port=stack.free_port())
+    stack._wasm_filter(cfg)["vm_config"]["code"]["local"]["filename"] = str(PHASE_WASM)
+    envoy = stack.start_envoy(cfg, workdir / "phase-timing", concurrency=1, wasm_log_level="warning")
+    suite.pin(envoy.proc.pid, suite.SERVER_CPU)
+    server = suite.Server("phase-timing", envoy.proc, envoy.port, envoy.stop, envoy.admin_url)
+    rows = []
+    try:
+        for name, key in (("authenticated GET", suite.KEY), ("401, no key", None)):
+            rates = [rps(server, key) for _ in range(suite.REPEATS)]
+            found = PHASE_LINE.findall(envoy.log())
+            if not found:
+                raise RuntimeError("the phase-timing build logged no timing")
+            req, resp = (int(v) / 1000 for v in found[-1])
+            over = (1 / statistics.median(rates) - 1 / floor_rps) * 1e6
+            rows.append(f"| {name} | {statistics.median(rates):,.0f} | {over:.1f} | {req:.1f} | {resp:.1f} | "
+                        f"{req + resp:.1f} |")
+    finally:
+        envoy.stop()
+    return rows
 
 
 def main() -> int:
@@ -84,7 +117,8 @@ def main() -> int:
         finally:
             for server in servers.values():
                 server.stop()
-    base = statistics.median(rates["none"])
+        base = statistics.median(rates["none"])
+        phases = phase_timing(workdir, base)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"`make bench-host-calls`, {stamp}: the no-op filter repeating one host call {N} times per "
@@ -100,6 +134,17 @@ def main() -> int:
         per_call = (1 / r - 1 / base) * 1e6 / N
         lines.append(f"| `{probe}` | {what} | {r:,.0f} ({min(rates[probe]):,.0f}-{max(rates[probe]):,.0f}) "
                      f"| {per_call:.2f} |")
+    lines += [
+        "",
+        "rag-guard built with `--features phase-timing` (the same Envoy setup; its worker logs the mean time "
+        "of the filter's two header callbacks, host calls included, every 10,000 requests; two clock reads "
+        "per callback are part of it). Cost over the floor: `1/rps - 1/rps_no_probe`.",
+        "",
+        "| path | requests/s | us over the floor | us in request headers | us in response headers | "
+        "us inside the filter |",
+        "|---|---|---|---|---|---|",
+        *phases,
+    ]
     text = "\n".join(lines) + "\n"
     out = BENCH_DIR / "results" / "host_calls.md"
     out.write_text(text)

@@ -518,6 +518,39 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
+IDLE_KINDS = ("passthrough", "noop", "rag-guard")
+
+
+def idle_rss_by_concurrency(workdir: Path) -> dict[str, dict[int, int]]:
+    """Each Envoy's RSS (KiB) one second after it is ready, at
+    `--concurrency` 1 and 2, started one at a time: what loading the filter
+    costs, and what one more worker (one more VM) adds."""
+    rss: dict[str, dict[int, int]] = {}
+    for kind in IDLE_KINDS:
+        for workers in (1, 2):
+            cfg = envoy_config(kind, upstream_port=stack.free_port())
+            envoy = stack.start_envoy(cfg, workdir / f"idle-{kind}-{workers}", concurrency=workers,
+                                      wasm_log_level="warning")
+            try:
+                time.sleep(1.0)
+                rss.setdefault(kind, {})[workers] = rss_kib(envoy.proc.pid)
+            finally:
+                envoy.stop()
+    return rss
+
+
+def idle_rss_lines(rss: dict[str, dict[int, int]]) -> list[str]:
+    mib = lambda kib: kib / 1024  # noqa: E731
+    base = rss["passthrough"]
+    lines = ["| Envoy RSS idle (MiB), started alone | `--concurrency 1` | `--concurrency 2` | "
+             "one more worker | over passthrough at 2 |", "|---|---|---|---|---|"]
+    for kind in IDLE_KINDS:
+        r = rss[kind]
+        lines.append(f"| {kind} | {mib(r[1]):,.1f} | {mib(r[2]):,.1f} | {mib(r[2] - r[1]):+,.1f} | "
+                     f"{mib(r[2] - base[2]):+,.1f} |")
+    return lines
+
+
 def envoy_memory(server: Server) -> tuple[int, int]:
     """Envoy's admin /memory: (allocated, heap_size) in bytes."""
     with urllib.request.urlopen(f"{server.admin_url}/memory", timeout=5) as r:
@@ -786,6 +819,7 @@ def main() -> int:
     print(f"make bench: {len(scs)} scenarios, {REPEATS} rounds, about {total // 60 + 1} min of load", flush=True)
     with tempfile.TemporaryDirectory(prefix="rag-guard-bench-") as tmp:
         workdir = Path(tmp)
+        idle_rss = idle_rss_by_concurrency(workdir)
         servers = start_servers(workdir)
         try:
             # "Idle": started and configured, before any request.
@@ -841,6 +875,8 @@ def main() -> int:
         f"(rag-guard minus passthrough: {(memory_idle['rag-guard'] - memory_idle['passthrough']) / 1024:+,.1f} "
         "MiB RSS: V8 and the module, one VM on the main thread and one per worker).",
         "",
+        *idle_rss_lines(idle_rss),
+        "",
         f"rag_guard.wasm: {wasm_size:,} bytes ({wasm_size / 2**20:.2f} MiB).",
         "",
     ]
@@ -857,7 +893,8 @@ def main() -> int:
     raw = {"duration_s": DURATION, "rounds": REPEATS, "latency_s": LATENCY_SECONDS,
            "scenarios": [{"name": s.name, "expect": s.expect, "baseline": s.baseline, "rps": s.rps,
                           "p50_us": s.p50, "p99_us": s.p99, "paced_rps": s.paced_rps} for s in scs],
-           "memory_kib": {"idle": memory_idle, "after": memory}, "wasm_bytes": wasm_size,
+           "memory_kib": {"idle": memory_idle, "after": memory, "idle_by_concurrency": idle_rss},
+           "wasm_bytes": wasm_size,
            "micro_ns": dict(micro),
            "cluster_cpu_s": by_cluster_cpu(scs), "service_round_trip_us": list(service_rtt)}
     (RESULTS / "latest.json").write_text(json.dumps(raw, indent=1) + "\n")

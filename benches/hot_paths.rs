@@ -142,6 +142,17 @@ fn main() {
         r#"{{"filename": "big.txt", "content": "{}"}}"#,
         "x".repeat(1 << 20)
     );
+    time("json_strict::parse, 1 MB document", 20, || {
+        black_box(
+            rag_guard::inspection::json_strict::parse(black_box(document.as_bytes())).is_ok(),
+        );
+    });
+    let content = "x".repeat(1 << 20);
+    time("normalization::collapsed_len, 1 MB", 20, || {
+        black_box(rag_guard::inspection::normalization::collapsed_len(
+            black_box(&content),
+        ));
+    });
     if let Some(route) = inspection.route(b"POST", b"/documents") {
         time(
             "body_inspection::inspect, 1 MB document (not screened)",

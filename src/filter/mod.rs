@@ -18,6 +18,7 @@ mod held;
 mod host;
 mod metrics;
 mod pending;
+mod phase_timing;
 mod record;
 mod reply;
 mod request;

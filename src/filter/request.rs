@@ -26,6 +26,7 @@ use super::active::Active;
 use super::held::{Facts, Held, SentIdentity, Waiting};
 use super::host::{self, HostStore};
 use super::pending::PendingBody;
+use super::phase_timing;
 use super::record::{count_request, count_side_effects, log_event, log_request, request_event};
 use super::reply::{refuse, refuse_body, reject_body, send_reply};
 use super::usage::record_usage;
@@ -73,7 +74,10 @@ impl Context for RequestFilter {
 
 impl HttpContext for RequestFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.request_headers(end_of_stream)
+        let started = phase_timing::start();
+        let action = self.request_headers(end_of_stream);
+        phase_timing::stop(started, false);
+        action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -89,6 +93,7 @@ impl HttpContext for RequestFilter {
         // header: the response phase runs on every request. Also on the
         // filter's own replies: Envoy's `local_reply_config` may have added
         // headers of its own to them since.
+        let started = phase_timing::start();
         let Some(active) = &self.active else {
             return Action::Continue;
         };
@@ -102,6 +107,7 @@ impl HttpContext for RequestFilter {
                 host::log(LogLevel::Error, "rag-guard: could not set response headers");
             }
         }
+        phase_timing::stop(started, true);
         Action::Continue
     }
 }

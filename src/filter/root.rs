@@ -52,9 +52,10 @@ impl RootContext for RootFilter {
                 host::log(
                     LogLevel::Info,
                     &format!(
-                        "rag-guard: configuration applied ({} keys, {} tiers, {created} shared-data entries created)",
+                        "rag-guard: configuration applied ({} keys, {} tiers, {created} shared-data entries created, {} KiB of wasm memory)",
                         active.config.keys.len(),
                         active.config.tiers.len(),
+                        memory_kib(),
                     ),
                 );
                 let clustered = active.config.cluster.is_some();
@@ -138,6 +139,15 @@ fn configure(size: usize) -> Result<(Active, usize), String> {
         events: RefCell::new(EventBudgets::new(config_events)),
     };
     Ok((active, buckets + slots))
+}
+
+/// This VM's linear memory (it only grows): the module's data, the heap
+/// the configuration and the compiled rules took.
+fn memory_kib() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size(0) * 64;
+    #[cfg(not(target_arch = "wasm32"))]
+    0
 }
 
 /// 16 bytes from the host's random source (WASI `random_get`).

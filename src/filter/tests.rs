@@ -274,3 +274,26 @@ fn forwarded_requests_lose_the_key_and_forged_identity() {
     assert_eq!(value("x-api-key-tier"), ["pro"]);
     assert!(value("x-rag-guard-flags").is_empty());
 }
+
+#[test]
+#[ignore = "timing, not a check: cargo test --release --lib native_cost -- --ignored --nocapture"]
+fn native_cost_of_the_paths() {
+    // The adapter and the core natively, fake host included: what V8 runs
+    // in the filter's callbacks, at native speed, for comparison with
+    // `make bench-host-calls`' phase timing.
+    let root = configured(WARN);
+    for (name, headers) in [
+        ("authenticated GET", &[("x-api-key", "k-good")][..]),
+        ("401, no key", &[][..]),
+    ] {
+        let n = 20_000;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            get(&root, headers);
+        }
+        println!(
+            "{name}: {} ns per request",
+            started.elapsed().as_nanos() / n
+        );
+    }
+}

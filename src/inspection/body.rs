@@ -165,8 +165,11 @@ impl BodyInspection {
                 if text.len() > *max_bytes {
                     return Err(invalid(format!("must be at most {max_bytes} bytes")));
                 }
-                let chars = collapsed_len(text);
-                if chars < *min_chars || chars > *max_chars {
+                // A text has no more characters than bytes: within the
+                // byte count, a field without a minimum needs no count.
+                let counted = *min_chars > 0 || text.len() > *max_chars;
+                let chars = if counted { collapsed_len(text) } else { 0 };
+                if counted && (chars < *min_chars || chars > *max_chars) {
                     return Err(invalid(format!(
                         "must be {min_chars}-{max_chars} characters"
                     )));

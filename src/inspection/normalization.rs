@@ -101,12 +101,47 @@ fn normalize_unicode(text: &str) -> String {
 }
 
 /// Characters of `text` after collapsing whitespace (for length limits that
-/// should not count padding).
+/// should not count padding): leading and trailing whitespace left out, each
+/// inner run of it counted as one character. One pass, eight bytes at a time
+/// over printable ASCII (a 1 MB document field is measured on every upload).
 pub fn collapsed_len(text: &str) -> usize {
-    text.split_whitespace()
-        .map(|w| w.chars().count())
-        .sum::<usize>()
-        + text.split_whitespace().count().saturating_sub(1)
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let bytes = text.as_bytes();
+    let mut count = 0usize;
+    // A non-whitespace character was seen; whitespace followed the last one.
+    let (mut started, mut gap) = (false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes
+            .get(i..i + 8)
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+        {
+            let x = u64::from_le_bytes(chunk);
+            // No byte below 0x21 (ASCII whitespace is) and none above 0x7f.
+            if (x.wrapping_sub(ONES * 0x21) | x) & HIGH == 0 {
+                count += 8 + usize::from(gap);
+                (started, gap) = (true, false);
+                i += 8;
+                continue;
+            }
+        }
+        let (white, len) = match bytes[i] {
+            b if b < 0x80 => (matches!(b, b'\t'..=b'\r' | b' '), 1),
+            _ => match text.get(i..).and_then(|rest| rest.chars().next()) {
+                Some(c) => (c.is_whitespace(), c.len_utf8()),
+                None => (false, 1),
+            },
+        };
+        if white {
+            gap = started;
+        } else {
+            count += 1 + usize::from(gap);
+            (started, gap) = (true, false);
+        }
+        i += len;
+    }
+    count
 }
 
 #[cfg(test)]
@@ -188,6 +223,50 @@ mod tests {
         assert_eq!(normalize("Straße"), "straße");
         // Voiced kana decompose and lose their marks: screening only.
         assert_eq!(normalize("ガ"), "カ");
+    }
+
+    #[test]
+    fn collapsed_length_is_what_splitting_on_whitespace_gives() {
+        let reference = |t: &str| {
+            t.split_whitespace()
+                .map(|w| w.chars().count())
+                .sum::<usize>()
+                + t.split_whitespace().count().saturating_sub(1)
+        };
+        let pieces = [
+            "a",
+            "word",
+            "\t",
+            "\n",
+            "\u{b}",
+            " ",
+            "  ",
+            "\u{85}",
+            "\u{a0}",
+            "\u{3000}",
+            "é",
+            "日本",
+            "\u{1f600}",
+            "\u{200b}",
+            "\r\n",
+            "12345678",
+            "abcdefghij",
+            "\u{2028}",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5000 {
+            let mut text = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            assert_eq!(collapsed_len(&text), reference(&text), "{text:?}");
+            seed = seed.wrapping_add(1);
+        }
+        let long = "x".repeat(1 << 20);
+        assert_eq!(collapsed_len(&long), 1 << 20);
     }
 
     #[test]

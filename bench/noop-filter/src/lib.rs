@@ -4,8 +4,9 @@
 //! Envoy is what any Rust wasm filter pays before doing any work (the VM
 //! entry and exit of each callback, and the context per request).
 //!
-//! With a plugin configuration `"<call> <n>"` (e.g. `"get_shared_data 16"`)
-//! it makes that host call n times per request instead: `make
+//! With a plugin configuration `"probe <call> <n>"` (e.g. `"probe
+//! get_shared_data 16"`) it makes that host call n times per request instead
+//! (any other configuration, such as rag-guard's JSON, is ignored): `make
 //! bench-host-calls` (bench/host_calls.py) prices each kind of host call
 //! rag-guard makes, from the difference to n = 0.
 
@@ -126,7 +127,8 @@ impl RootContext for Root {
         };
         let text = String::from_utf8_lossy(&bytes);
         let mut words = text.split_whitespace();
-        let (Some(name), Some(n)) = (words.next(), words.next()) else {
+        let (Some("probe"), Some(name), Some(n)) = (words.next(), words.next(), words.next())
+        else {
             return true;
         };
         let (Some(call), Ok(n)) = (Call::parse(name), n.parse()) else {
