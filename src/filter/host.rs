@@ -54,8 +54,50 @@ pub fn log_enabled_at(level: LogLevel) -> bool {
     hostcalls::get_log_level().map_or(true, |host| host as i32 <= level as i32)
 }
 
-pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>, Status> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+// The header-map calls of the ABI, used directly: the SDK's accessors
+// copy every header into a `String` and a `Vec` (`http::header_map` reads
+// the map in place instead).
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+    fn proxy_set_header_map_pairs(
+        map_type: MapType,
+        map_data: *const u8,
+        map_size: usize,
+    ) -> Status;
+}
+
+/// A header map as the host serializes it (`http::header_map::parse`).
+fn header_map(map: MapType) -> Result<Vec<u8>, Status> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer to `size` bytes it allocated in
+    // this module's memory through `proxy_on_memory_allocate` (the SDK's
+    // allocator: a boxed slice of exactly `size` bytes), whose ownership
+    // passes to us; the SDK's own accessor takes it the same way.
+    match unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) } {
+        Status::Ok if data.is_null() => Ok(Vec::new()),
+        Status::Ok => Ok(unsafe { Vec::from_raw_parts(data, size, size) }),
+        status => Err(status),
+    }
+}
+
+/// Replaces a whole header map with `encoded` (`http::header_map::encode`).
+fn set_header_map(map: MapType, encoded: &[u8]) -> Result<(), Status> {
+    // SAFETY: the host only reads `encoded.len()` bytes at the pointer.
+    match unsafe { proxy_set_header_map_pairs(map, encoded.as_ptr(), encoded.len()) } {
+        Status::Ok => Ok(()),
+        status => Err(status),
+    }
+}
+
+/// The request header map, serialized (`http::header_map::parse`).
+pub fn request_headers() -> Result<Vec<u8>, Status> {
+    header_map(MapType::HttpRequestHeaders)
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
@@ -67,17 +109,14 @@ pub fn request_body(size: usize) -> Result<Vec<u8>, Status> {
     hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).map(Option::unwrap_or_default)
 }
 
-pub fn response_headers() -> Result<Vec<(String, Vec<u8>)>, Status> {
-    hostcalls::get_map_bytes(MapType::HttpResponseHeaders)
+/// The response header map, serialized.
+pub fn response_headers() -> Result<Vec<u8>, Status> {
+    header_map(MapType::HttpResponseHeaders)
 }
 
-/// Replaces the whole response header map.
-pub fn set_response_headers(headers: &[(String, Vec<u8>)]) -> Result<(), Status> {
-    let pairs: Vec<(&str, &[u8])> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_slice()))
-        .collect();
-    hostcalls::set_map_bytes(MapType::HttpResponseHeaders, pairs)
+/// Replaces the whole response header map with an encoded one.
+pub fn set_response_headers(encoded: &[u8]) -> Result<(), Status> {
+    set_header_map(MapType::HttpResponseHeaders, encoded)
 }
 
 /// `source.address` as raw bytes (`ip:port`).

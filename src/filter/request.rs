@@ -11,7 +11,7 @@ use crate::admission::{self, Decision, Outcome, RequestView};
 use crate::auth::client_address::parse_source_address;
 use crate::cluster::settings::{RLS_METHOD, RLS_SERVICE, SYNC_SERVICE, USAGE_METHOD};
 use crate::cluster::sync_wire;
-use crate::http::response_headers;
+use crate::http::{header_map, response_headers};
 use crate::http::{
     FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER, METHOD_OVERRIDE_HEADERS, SECRET_HEADER,
 };
@@ -97,15 +97,17 @@ impl HttpContext for RequestFilter {
         let Some(active) = &self.active else {
             return Action::Continue;
         };
-        if let Ok(headers) = host::response_headers() {
-            let headers = response_headers::apply(
-                headers,
+        let applied = host::response_headers().ok().and_then(|raw| {
+            let headers = header_map::parse(&raw)?;
+            let encoded = response_headers::apply(
+                &headers,
                 &active.config.security_headers,
                 &self.response_headers,
             );
-            if host::set_response_headers(&headers).is_err() {
-                host::log(LogLevel::Error, "rag-guard: could not set response headers");
-            }
+            host::set_response_headers(&encoded).ok()
+        });
+        if applied.is_none() {
+            host::log(LogLevel::Error, "rag-guard: could not set response headers");
         }
         phase_timing::stop(started, true);
         Action::Continue
@@ -118,7 +120,8 @@ impl RequestFilter {
             send_reply(None, Outcome::Unavailable.reply());
             return Action::Pause;
         };
-        let Ok(headers) = host::request_headers() else {
+        let raw = host::request_headers();
+        let Some(headers) = raw.as_deref().ok().and_then(header_map::parse) else {
             return refuse(&active, Outcome::Unavailable);
         };
 
@@ -128,18 +131,19 @@ impl RequestFilter {
         let mut admin_secrets: Vec<&[u8]> = Vec::new();
         let mut sent_identity = SentIdentity::default();
         let mut method_override = false;
-        for (name, value) in &headers {
-            match name.as_str() {
-                ":authority" => authority = Some(value.as_slice()),
-                ":path" => path = value.as_slice(),
-                ":method" => method = value.as_slice(),
-                "content-type" => content_type = Some(value.as_slice()),
-                "content-length" => content_length = Some(value.as_slice()),
+        for &(name, value) in &headers {
+            // Envoy's header names are lowercase ASCII tokens.
+            match std::str::from_utf8(name).unwrap_or_default() {
+                ":authority" => authority = Some(value),
+                ":path" => path = value,
+                ":method" => method = value,
+                "content-type" => content_type = Some(value),
+                "content-length" => content_length = Some(value),
                 KEY_NAME_HEADER => sent_identity.name = true,
                 KEY_TIER_HEADER => sent_identity.tier = true,
                 FLAGS_HEADER => sent_identity.flags = true,
-                SECRET_HEADER => admin_secrets.push(value.as_slice()),
-                n if n == active.config.api_key_header => api_keys.push(value.as_slice()),
+                SECRET_HEADER => admin_secrets.push(value),
+                n if n == active.config.api_key_header => api_keys.push(value),
                 n if METHOD_OVERRIDE_HEADERS.contains(&n) => method_override = true,
                 _ => {}
             }
@@ -326,7 +330,7 @@ impl RequestFilter {
 
     /// Applies a decision: metrics, events and usage, then the reply, or
     /// the request's headers and (inspected routes) the wait for its body.
-    fn settle(&mut self, active: &Active, decision: Decision<'_>, f: &Facts<'_>) -> Action {
+    fn settle(&mut self, active: &Active, mut decision: Decision<'_>, f: &Facts<'_>) -> Action {
         let request = RequestView {
             authority: None,
             path: f.path,
@@ -402,7 +406,7 @@ impl RequestFilter {
         if applied.is_err() {
             return refuse(active, Outcome::Unavailable);
         }
-        self.response_headers = decision.response_headers.clone();
+        self.response_headers = std::mem::take(&mut decision.response_headers);
 
         // Inspected routes: nothing goes upstream until the body is checked.
         let (route_index, wrong_method) = match route_match {

@@ -1,7 +1,9 @@
 //! HTTP vocabulary every layer may use: the filter's own JSON replies, the
 //! names of the headers it reads and writes, path helpers, and the response
-//! header policy. Depends on nothing else in the crate.
+//! header policy, the ABI's header-map encoding. Depends on nothing else in
+//! the crate.
 
+pub mod header_map;
 pub mod response_headers;
 
 /// Headers the filter writes for the upstream; a client copy is always

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use super::header_map;
+
 /// Security headers set on every response unless the configuration
 /// overrides or drops them.
 pub const DEFAULT_SECURITY_HEADERS: [(&str, &str); 7] = [
@@ -99,35 +101,34 @@ impl SecurityHeaders {
     }
 }
 
-/// The response headers after the policy: removed and dropped headers gone,
-/// every security header and every `extra` header set exactly once (any copy
-/// the upstream sent is replaced), everything else kept in order.
+/// The response headers after the policy, encoded for the host: removed
+/// and dropped headers gone, every security header and every `extra` header
+/// set exactly once (any copy the upstream sent is replaced), everything
+/// else kept in order.
 pub fn apply(
-    headers: Vec<(String, Vec<u8>)>,
+    headers: &[(&[u8], &[u8])],
     policy: &SecurityHeaders,
     extra: &[(&str, String)],
-) -> Vec<(String, Vec<u8>)> {
-    let replaced = |name: &str| {
-        REMOVED_RESPONSE_HEADERS.contains(&name)
-            || policy.dropped.iter().any(|d| d == name)
-            || policy.headers.iter().any(|(n, _)| n == name)
-            || extra.iter().any(|(n, _)| *n == name)
+) -> Vec<u8> {
+    let replaced = |name: &[u8]| {
+        REMOVED_RESPONSE_HEADERS
+            .iter()
+            .any(|r| r.as_bytes() == name)
+            || policy.dropped.iter().any(|d| d.as_bytes() == name)
+            || policy.headers.iter().any(|(n, _)| n.as_bytes() == name)
+            || extra.iter().any(|(n, _)| n.as_bytes() == name)
     };
-    let mut out: Vec<(String, Vec<u8>)> = headers
-        .into_iter()
-        .filter(|(name, _)| !replaced(name))
-        .collect();
+    let mut out: Vec<(&[u8], &[u8])> =
+        Vec::with_capacity(headers.len() + policy.headers.len() + extra.len());
+    out.extend(headers.iter().copied().filter(|(name, _)| !replaced(name)));
     out.extend(
         policy
+            .headers
             .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
     );
-    out.extend(
-        extra
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
-    );
-    out
+    out.extend(extra.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    header_map::encode(&out)
 }
 
 /// An HTTP header name (RFC 9110 token), lowercase.
@@ -184,26 +185,27 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("x-xss-protection".to_string(), None);
         let policy = SecurityHeaders::new(&o).unwrap();
-        let upstream = vec![
-            (":status".to_string(), b"200".to_vec()),
-            ("content-type".to_string(), b"application/json".to_vec()),
-            ("server".to_string(), b"gunicorn".to_vec()),
-            ("x-envoy-upstream-service-time".to_string(), b"3".to_vec()),
-            ("x-frame-options".to_string(), b"ALLOWALL".to_vec()),
-            ("x-xss-protection".to_string(), b"0".to_vec()),
-            ("x-ratelimit-remaining-minute".to_string(), b"999".to_vec()),
-            ("set-cookie".to_string(), b"a=1".to_vec()),
-            ("set-cookie".to_string(), b"b=2".to_vec()),
+        let upstream: Vec<(&[u8], &[u8])> = vec![
+            (b":status", b"200"),
+            (b"content-type", b"application/json"),
+            (b"server", b"gunicorn"),
+            (b"x-envoy-upstream-service-time", b"3"),
+            (b"x-frame-options", b"ALLOWALL"),
+            (b"x-xss-protection", b"0"),
+            (b"x-ratelimit-remaining-minute", b"999"),
+            (b"set-cookie", b"a=1"),
+            (b"set-cookie", b"b=2"),
         ];
         let extra = [("x-ratelimit-remaining-minute", "5".to_string())];
-        let out = apply(upstream, &policy, &extra);
+        let encoded = apply(&upstream, &policy, &extra);
+        let out = header_map::parse(&encoded).unwrap();
         let all = |name: &str| -> Vec<&[u8]> {
             out.iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v.as_slice())
+                .filter(|(n, _)| *n == name.as_bytes())
+                .map(|(_, v)| *v)
                 .collect()
         };
-        assert_eq!(out[0].0, ":status");
+        assert_eq!(out[0].0, b":status");
         assert_eq!(all("x-frame-options"), [b"DENY"]);
         assert!(all("x-xss-protection").is_empty());
         assert!(all("server").is_empty());

@@ -1,7 +1,7 @@
 //! The layout of a key's shared-data entry, its creation at configure
 //! time, and reading it (see the `key_state` module for what it holds).
 
-use crate::auth::digest::{to_hex, Digest};
+use crate::auth::digest::{prefixed_hex, Digest};
 use crate::auth::leak_detection::{AddressWindow, SLOTS, SLOT_LEN};
 use crate::limits::token_bucket::{BucketState, STATE_LEN};
 use crate::shared_store::{create_missing, SharedStore, StoreError};
@@ -111,7 +111,7 @@ impl KeyState {
 }
 
 pub fn entry_key(digest: &Digest) -> String {
-    format!("{ENTRY_PREFIX}{}", to_hex(digest))
+    prefixed_hex(ENTRY_PREFIX, digest)
 }
 
 /// Creates the entry of every digest that has none; existing entries (what

@@ -9,6 +9,8 @@
 //! refill from empty: 60 s for the minute bucket, 3600 s for the hour
 //! bucket, and `burst * 60 / per_minute` s (rounded up) for the burst bucket.
 
+use std::fmt::Write;
+
 use crate::limits::token_bucket::{BucketView, LimitKind, Limits};
 
 /// Response headers for an authenticated request.
@@ -23,30 +25,22 @@ pub fn headers(limits: &Limits, views: &[BucketView; 3]) -> Vec<(&'static str, S
         out.push(("x-ratelimit-limit-hour", h.limit.to_string()));
         out.push(("x-ratelimit-remaining-hour", h.remaining.to_string()));
     }
-    let policy: Vec<String> = views
-        .iter()
-        .map(|v| {
-            format!(
-                "\"{}\";q={};w={}",
-                v.kind.as_str(),
-                v.limit,
-                window_secs(limits, v.kind)
-            )
-        })
-        .collect();
-    let current: Vec<String> = views
-        .iter()
-        .map(|v| {
-            format!(
-                "\"{}\";r={};t={}",
-                v.kind.as_str(),
-                v.remaining,
-                v.reset_secs
-            )
-        })
-        .collect();
-    out.push(("ratelimit-policy", policy.join(", ")));
-    out.push(("ratelimit", current.join(", ")));
+    // One string per header, written in place (this runs on every
+    // admitted request).
+    let (mut policy, mut current) = (String::with_capacity(80), String::with_capacity(80));
+    for (i, v) in views.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let name = v.kind.as_str();
+        let window = window_secs(limits, v.kind);
+        let _ = write!(policy, "{sep}\"{name}\";q={};w={window}", v.limit);
+        let _ = write!(
+            current,
+            "{sep}\"{name}\";r={};t={}",
+            v.remaining, v.reset_secs
+        );
+    }
+    out.push(("ratelimit-policy", policy));
+    out.push(("ratelimit", current));
     out
 }
 

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use crate::auth::digest::{to_hex, Digest};
+use crate::auth::digest::{prefixed_hex, Digest};
 use crate::shared_store::{create_missing, SharedStore, StoreError};
 
 pub const ENTRY_PREFIX: &str = "rag-guard/v1/usage/";
@@ -173,7 +173,7 @@ impl Usage {
 }
 
 pub fn entry_key(digest: &Digest) -> String {
-    format!("{ENTRY_PREFIX}{}", to_hex(digest))
+    prefixed_hex(ENTRY_PREFIX, digest)
 }
 
 /// Creates the usage entry of every digest that has none (at configure
