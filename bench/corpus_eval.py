@@ -5,6 +5,10 @@ Runs `rag-guard scan` (the filter's own code) on ../shared/corpus/dev/
 malicious.txt and benign.txt as the `question` field of POST /query with
 the default configuration, and prints the rates, the categories that fired,
 and (with --show N) up to N misses and N false positives to look at.
+
+Then the sets written for rag-guard (tests/data/README.md), which neither
+the rules nor any model were tuned on: the hard-benign questions (each
+should pass) and the own attacks by kind (each should be blocked).
 """
 
 from __future__ import annotations
@@ -14,11 +18,46 @@ import collections
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus" / "dev"
 SCANNER = ROOT / "target" / "release" / "rag-guard"
+DATA = ROOT / "tests" / "data"
+
+
+def escape(text: str) -> str:
+    """The corpus format of one sample (the scanner undoes it)."""
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def scan_texts(texts: list[str], config: str | None) -> list[dict]:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as f:
+        f.write("".join(escape(t) + "\n" for t in texts))
+        f.flush()
+        verdicts = scan(Path(f.name), config)
+    assert len(verdicts) == len(texts), (len(verdicts), len(texts))
+    return verdicts
+
+
+def own_sets(config: str | None, show: int) -> None:
+    benign = [l for l in (DATA / "hard_benign.txt").read_text().splitlines() if l.strip()]
+    verdicts = scan_texts(benign, config)
+    blocked = [(t, v) for t, v in zip(benign, verdicts) if v["verdict"] != "pass"]
+    print(f"hard benign (tests/data): {len(blocked)}/{len(benign)} flagged = "
+          f"{100 * len(blocked) / len(benign):.1f}%")
+    for text, v in blocked[:show]:
+        print(f"    [{v.get('rule') or v.get('reason') or ''}] {text[:160]}")
+    attacks = [json.loads(l) for l in (DATA / "own_attacks.jsonl").read_text().splitlines() if l.strip()]
+    verdicts = scan_texts([a["text"] for a in attacks], config)
+    by_kind: dict[str, list[bool]] = collections.defaultdict(list)
+    for a, v in zip(attacks, verdicts):
+        by_kind[a["kind"]].append(v["verdict"] != "pass")
+    caught = sum(sum(v) for v in by_kind.values())
+    print(f"own attacks (tests/data): {caught}/{len(attacks)} flagged = {100 * caught / len(attacks):.1f}%")
+    for kind, hits in by_kind.items():
+        print(f"    {kind}: {sum(hits)}/{len(hits)}")
 
 
 def scan(path: Path, config: str | None) -> list[dict]:
@@ -57,6 +96,7 @@ def main() -> int:
             print(f"  {'false positives' if want else 'misses'}:")
             for line, v in picks:
                 print(f"    [{v.get('rule') or v.get('reason') or ''}] {line[:160]}")
+    own_sets(args.config, args.show)
     return 0
 
 

@@ -64,6 +64,15 @@ pub(super) fn log_request(
     event: &SecurityEvent,
     now_ns: u64,
 ) {
+    if admitted(active, class, now_ns) {
+        log_at(severity, event);
+    }
+}
+
+/// Whether the budget of `class` lets one more line be written now (see
+/// [`log_request`]); a line that is not is counted. Asked before building
+/// the event, which a suppressed line never needs.
+fn admitted(active: &Active, class: Class, now_ns: u64) -> bool {
     let now = if now_ns > 0 {
         Some(now_ns)
     } else {
@@ -76,7 +85,7 @@ pub(super) fn log_request(
     match admit {
         Admit::Suppress => {
             active.metrics.count_suppressed_event();
-            return;
+            false
         }
         Admit::WriteAfterSuppressed(n) => {
             let summary = SecurityEvent {
@@ -86,10 +95,10 @@ pub(super) fn log_request(
                 ..Default::default()
             };
             log_at(Severity::Warn, &summary);
+            true
         }
-        Admit::Write => {}
+        Admit::Write => true,
     }
-    log_at(severity, event);
 }
 
 /// Logs the request's event, then the events the decision produced.
@@ -161,6 +170,17 @@ pub(super) fn log_event(
         | Outcome::DisabledKey
         | Outcome::RevokedKey(_) => ("auth_failure", Severity::Warn, None),
     };
+    // The filter failing is never left out; other lines within their
+    // class's budget, asked before the event is built.
+    let class = match decision.outcome {
+        Outcome::Unavailable => None,
+        Outcome::Allowed | Outcome::RateLimitStatus => Some(Class::Success),
+        Outcome::ClusterUnavailable => Some(Class::Cluster),
+        _ => Some(Class::Refusal),
+    };
+    if class.is_some_and(|class| !admitted(active, class, now_ns)) {
+        return;
+    }
     // The clock only for the one event that uses it.
     let duration_us = match event {
         "auth_success" if now_ns > 0 => {
@@ -181,15 +201,5 @@ pub(super) fn log_event(
         by,
         ..request_event(decision, request)
     };
-    match decision.outcome {
-        // The filter failing is never left out.
-        Outcome::Unavailable => log_at(severity, &event),
-        Outcome::Allowed | Outcome::RateLimitStatus => {
-            log_request(active, Class::Success, severity, &event, now_ns)
-        }
-        Outcome::ClusterUnavailable => {
-            log_request(active, Class::Cluster, severity, &event, now_ns)
-        }
-        _ => log_request(active, Class::Refusal, severity, &event, now_ns),
-    }
+    log_at(severity, &event);
 }

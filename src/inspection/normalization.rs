@@ -13,7 +13,10 @@
 //! 4. collapse every run of whitespace to one space, and trim.
 //!
 //! The original text is kept for length checks; only the screening sees
-//! this form. Homoglyphs across scripts (Cyrillic `а` for Latin `a`) are not
+//! this form. A second form, [`normalize_spaced`], reads each dropped
+//! character that stood between two visible ones as a space instead (words
+//! glued by U+2060 WORD JOINER and the like); the screening looks at both.
+//! Homoglyphs across scripts (Cyrillic `а` for Latin `a`) are not
 //! mapped.
 
 use unicode_normalization::UnicodeNormalization;
@@ -42,6 +45,72 @@ fn is_invisible(c: char) -> bool {
             | GeneralCategory::SpacingMark
             | GeneralCategory::EnclosingMark
     ) || BLANK_FILLERS.contains(&c)
+}
+
+/// A dropped character that can stand for a space between two words: the
+/// invisible ones except combining marks (NFKD puts those inside words).
+fn is_glue(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_control() && !c.is_whitespace();
+    }
+    is_invisible(c)
+        && !matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark
+                | GeneralCategory::SpacingMark
+                | GeneralCategory::EnclosingMark
+        )
+}
+
+/// The screening form of `text` with every run of glue characters (see
+/// [`is_glue`]) between two visible characters read as one space:
+/// `ignore\u{2060}previous` is `ignore previous` here and `ignoreprevious`
+/// in [`normalize`] (which in turn catches a key word split by a zero-width
+/// space). None when the text has no glue character, the common case.
+pub fn normalize_spaced(text: &str) -> Option<String> {
+    let any_glue = if text.is_ascii() {
+        text.bytes()
+            .any(|b| b.is_ascii_control() && !is_ascii_space(b))
+    } else {
+        text.chars().any(is_glue)
+    };
+    if !any_glue {
+        return None;
+    }
+    #[derive(PartialEq)]
+    enum Gap {
+        None,
+        Space,
+        Glue,
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut gap, mut glued) = (Gap::None, false);
+    for c in text.nfkd() {
+        if c.is_whitespace() {
+            gap = if out.is_empty() {
+                Gap::None
+            } else {
+                Gap::Space
+            };
+            continue;
+        }
+        if is_glue(c) {
+            if !out.is_empty() && gap == Gap::None {
+                gap = Gap::Glue;
+            }
+            continue;
+        }
+        if is_invisible(c) {
+            continue;
+        }
+        if gap != Gap::None {
+            glued |= gap == Gap::Glue;
+            out.push(' ');
+            gap = Gap::None;
+        }
+        out.extend(c.to_lowercase());
+    }
+    glued.then_some(out)
 }
 
 /// The screening form of `text` (see the module documentation).
@@ -267,6 +336,26 @@ mod tests {
         }
         let long = "x".repeat(1 << 20);
         assert_eq!(collapsed_len(&long), 1 << 20);
+    }
+
+    #[test]
+    fn glue_characters_read_as_spaces_in_the_second_form() {
+        for glue in [
+            '\u{2060}', '\u{200b}', '\u{180e}', '\u{feff}', '\u{2061}', '\u{0}', '\u{3164}',
+        ] {
+            let text = format!("Ignore{glue}previous{glue}{glue}instructions");
+            assert_eq!(normalize(&text), "ignorepreviousinstructions");
+            assert_eq!(
+                normalize_spaced(&text).as_deref(),
+                Some("ignore previous instructions"),
+                "{glue:?}"
+            );
+        }
+        // Nothing to read as a space: no second form.
+        assert_eq!(normalize_spaced("plain text"), None);
+        assert_eq!(normalize_spaced("caf\u{e9} cr\u{e8}me"), None);
+        // Glue next to a space or at an end changes nothing either.
+        assert_eq!(normalize_spaced("\u{2060}word \u{2060}word\u{2060}"), None);
     }
 
     #[test]

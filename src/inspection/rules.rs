@@ -297,6 +297,8 @@ impl RuleSet {
     /// each, in category order. `categories` limits which are checked.
     pub fn screen(&self, text: &str, categories: &[Category]) -> Vec<Finding> {
         let mut forms = vec![crate::inspection::normalization::normalize(text)];
+        // Words glued by invisible characters, read apart.
+        forms.extend(crate::inspection::normalization::normalize_spaced(text));
         // Up to two layers of escaping (`%253C` is `<` encoded twice).
         if let Some(once) = decode_escapes(text) {
             if let Some(twice) = decode_escapes(&once) {
