@@ -427,7 +427,15 @@ pub extern "C" fn proxy_send_local_response(
     called("send_local_response");
     let body = unsafe { bytes(body, body_size) }.to_vec();
     let headers = deserialize(unsafe { bytes(headers, headers_size) });
-    with(|h| h.reply = Some((status, headers, body)));
+    // Envoy answers with these headers (and its own :status): the response
+    // phase then sees them.
+    with(|h| {
+        h.response_headers =
+            std::iter::once((":status".to_string(), status.to_string().into_bytes()))
+                .chain(headers.iter().cloned())
+                .collect();
+        h.reply = Some((status, headers, body));
+    });
     Status::Ok
 }
 

@@ -91,20 +91,20 @@ impl HttpContext for RequestFilter {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // Two host calls (read the map, write it back) instead of one per
         // header: the response phase runs on every request. Also on the
-        // filter's own replies: Envoy's `local_reply_config` may have added
-        // headers of its own to them since.
+        // filter's own replies: Envoy's `local_reply_config` may have changed
+        // their headers since; if it did not, the map is not written back.
         let started = phase_timing::start();
         let Some(active) = &self.active else {
             return Action::Continue;
         };
         let applied = host::response_headers().ok().and_then(|raw| {
             let headers = header_map::parse(&raw)?;
-            let encoded = response_headers::apply(
-                &headers,
-                &active.config.security_headers,
-                &self.response_headers,
-            );
-            host::set_response_headers(&encoded).ok()
+            let policy = &active.config.security_headers;
+            match response_headers::apply(&headers, policy, &self.response_headers) {
+                Some(encoded) => host::set_response_headers(&encoded).ok(),
+                // Already as it should be (the filter's own replies).
+                None => Some(()),
+            }
         });
         if applied.is_none() {
             host::log(LogLevel::Error, "rag-guard: could not set response headers");

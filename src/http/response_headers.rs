@@ -104,12 +104,13 @@ impl SecurityHeaders {
 /// The response headers after the policy, encoded for the host: removed
 /// and dropped headers gone, every security header and every `extra` header
 /// set exactly once (any copy the upstream sent is replaced), everything
-/// else kept in order.
+/// else kept in order. None when that is the map as it is (the filter's own
+/// replies already carry the policy), so that no write is needed.
 pub fn apply(
     headers: &[(&[u8], &[u8])],
     policy: &SecurityHeaders,
     extra: &[(&str, String)],
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     let replaced = |name: &[u8]| {
         REMOVED_RESPONSE_HEADERS
             .iter()
@@ -128,7 +129,23 @@ pub fn apply(
             .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
     );
     out.extend(extra.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
-    header_map::encode(&out)
+    if same_headers(headers, &out) {
+        return None;
+    }
+    Some(header_map::encode(&out))
+}
+
+/// Whether two header lists hold the same headers, in any order (headers
+/// of one name keep their relative order in `apply`, so order among them
+/// needs no check).
+fn same_headers(a: &[(&[u8], &[u8])], b: &[(&[u8], &[u8])]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
 }
 
 /// An HTTP header name (RFC 9110 token), lowercase.
@@ -197,7 +214,7 @@ mod tests {
             (b"set-cookie", b"b=2"),
         ];
         let extra = [("x-ratelimit-remaining-minute", "5".to_string())];
-        let encoded = apply(&upstream, &policy, &extra);
+        let encoded = apply(&upstream, &policy, &extra).unwrap();
         let out = header_map::parse(&encoded).unwrap();
         let all = |name: &str| -> Vec<&[u8]> {
             out.iter()
@@ -214,6 +231,29 @@ mod tests {
         assert_eq!(all("set-cookie"), [&b"a=1"[..], b"b=2"]);
         assert_eq!(all("content-type"), [b"application/json"]);
         assert_eq!(all("x-content-type-options"), [b"nosniff"]);
+    }
+
+    #[test]
+    fn a_map_that_already_follows_the_policy_needs_no_write() {
+        let policy = SecurityHeaders::new(&BTreeMap::new()).unwrap();
+        // The filter's own reply: its headers, then the policy's, and
+        // Envoy's content-length after them.
+        let mut reply: Vec<(&[u8], &[u8])> = vec![
+            (b":status", b"429"),
+            (b"content-type", b"application/json"),
+            (b"retry-after", b"7"),
+        ];
+        reply.extend(policy.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+        reply.push((b"content-length", b"56"));
+        assert_eq!(apply(&reply, &policy, &[]), None);
+        // Envoy's local_reply_config changed one: written back.
+        let mut changed = reply.clone();
+        changed[3].1 = b"SAMEORIGIN";
+        assert!(apply(&changed, &policy, &[]).is_some());
+        // A duplicated security header is not the same map either.
+        let mut doubled = reply.clone();
+        doubled.push((b"x-frame-options", b"DENY"));
+        assert!(apply(&doubled, &policy, &[]).is_some());
     }
 
     #[test]
