@@ -30,12 +30,16 @@ pub(super) fn authenticate<'c>(
         return (Outcome::InvalidKey, None, None);
     }
     let digest: Digest = sha256(key);
-    let record = config.keys.get(&digest);
-    let outcome = match record {
+    // A key replaced by `rag-guard keys rotate` is its client's key until
+    // its grace ends; the id names the digest presented, so events show
+    // which of the two a client still uses.
+    let found = config.keys.lookup(&digest);
+    let outcome = match found {
         None => Outcome::InvalidKey,
-        Some(r) if !r.enabled => Outcome::DisabledKey,
-        Some(r) if r.expires_at.is_some_and(|t| now_secs >= t) => Outcome::ExpiredKey,
+        Some((r, _)) if !r.enabled => Outcome::DisabledKey,
+        Some((_, Some(until))) if now_secs >= until => Outcome::ExpiredKey,
+        Some((r, _)) if r.expires_at.is_some_and(|t| now_secs >= t) => Outcome::ExpiredKey,
         Some(_) => Outcome::Allowed,
     };
-    (outcome, record, Some(digest_id(&digest)))
+    (outcome, found.map(|(r, _)| r), Some(digest_id(&digest)))
 }

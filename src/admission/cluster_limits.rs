@@ -175,6 +175,7 @@ mod tests {
             },
             expires_at: None,
             enabled: true,
+            previous: Vec::new(),
         }
     }
 

@@ -522,3 +522,61 @@ fn cluster_mode_asks_the_service_for_minute_and_hour_but_burst_stays_local() {
     let store3 = store_for(&local);
     assert!(decide(&local, &req2, &store3, NOW).cluster.is_none());
 }
+
+#[test]
+fn a_replaced_key_is_its_client_until_its_grace_ends() {
+    let text = format!(
+        r#"{{"keys": [{{"name": "acme", "sha256": "{}", "tier": "pro",
+              "previous": [{{"sha256": "{}", "until": "2027-01-15T08:01:40Z"}}]}}]}}"#,
+        sha256_hex(b"k-new"),
+        sha256_hex(b"k-old"),
+    );
+    let c = config::parse(text.as_bytes()).unwrap();
+    let store = store_for(&c);
+    let until = 1_800_000_100; // 2027-01-15T08:01:40Z
+    let before = (until - 1) * SEC;
+    let old: [&[u8]; 1] = [b"k-old"];
+    let new: [&[u8]; 1] = [b"k-new"];
+    let d = decide(&c, &view(&old, "/query", None), &store, before);
+    assert_eq!(d.outcome, Outcome::Allowed);
+    // The old key is the same client: same entry, same state.
+    assert_eq!(d.key.map(|k| k.sha256), Some(sha256(b"k-new")));
+    assert_eq!(
+        d.key_id,
+        Some(crate::auth::digest::digest_id(&sha256(b"k-old")))
+    );
+    let d = decide(&c, &view(&old, "/query", None), &store, until * SEC);
+    assert_eq!(d.outcome, Outcome::ExpiredKey);
+    let d = decide(&c, &view(&new, "/query", None), &store, until * SEC);
+    assert_eq!(d.outcome, Outcome::Allowed);
+}
+
+#[test]
+fn previous_digests_are_checked_like_keys() {
+    let key = |extra: &str| {
+        format!(
+            r#"{{"keys": [{{"name": "a", "sha256": "{}", "previous": [{extra}]}},
+                          {{"name": "b", "sha256": "{}"}}]}}"#,
+            sha256_hex(b"ka"),
+            sha256_hex(b"kb"),
+        )
+    };
+    let dup = key(&format!(
+        r#"{{"sha256": "{}", "until": "2027-01-01T00:00:00Z"}}"#,
+        sha256_hex(b"kb")
+    ));
+    // Found at key b, whose digest key a's previous already claims.
+    let e = config::parse(dup.as_bytes()).unwrap_err().to_string();
+    assert!(
+        e.contains("keys[1].sha256") && e.contains("already configured"),
+        "{e}"
+    );
+    let bad_until = key(&format!(
+        r#"{{"sha256": "{}", "until": "next week"}}"#,
+        sha256_hex(b"old")
+    ));
+    let e = config::parse(bad_until.as_bytes()).unwrap_err().to_string();
+    assert!(e.contains("keys[0].previous[0].until"), "{e}");
+    let bad_hex = key(r#"{"sha256": "xyz", "until": "2027-01-01T00:00:00Z"}"#);
+    assert!(config::parse(bad_hex.as_bytes()).is_err());
+}

@@ -31,24 +31,54 @@ pub struct KeyEntry {
     /// Unix seconds after which the key is refused; None = never expires.
     pub expires_at: Option<u64>,
     pub enabled: bool,
+    /// Digests of the keys this one replaced (`rag-guard keys rotate`),
+    /// each accepted as this key until its end of grace.
+    pub previous: Vec<Previous>,
+}
+
+/// A replaced key of a client: accepted as the client's current key (same
+/// name, tier, buckets, usage and revocation) until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Previous {
+    pub sha256: Digest,
+    /// Unix seconds from which the replaced key is refused.
+    pub until: u64,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct KeyTable {
     by_digest: HashMap<Digest, KeyEntry>,
+    /// Replaced digest -> (its client's current digest, end of grace).
+    previous: HashMap<Digest, (Digest, u64)>,
 }
 
 impl KeyTable {
-    /// Builds the table; entries must have distinct digests (the config
-    /// parser guarantees it).
+    /// Builds the table; entries and their previous keys must have
+    /// distinct digests (the config parser guarantees it).
     pub fn new(entries: Vec<KeyEntry>) -> Self {
+        let previous = entries
+            .iter()
+            .flat_map(|e| e.previous.iter().map(|p| (p.sha256, (e.sha256, p.until))))
+            .collect();
         KeyTable {
             by_digest: entries.into_iter().map(|e| (e.sha256, e)).collect(),
+            previous,
         }
     }
 
+    /// The key whose current digest is `digest`.
     pub fn get(&self, digest: &Digest) -> Option<&KeyEntry> {
         self.by_digest.get(digest)
+    }
+
+    /// The key a presented digest belongs to: its current one, or one it
+    /// replaced, with that one's end of grace.
+    pub fn lookup(&self, digest: &Digest) -> Option<(&KeyEntry, Option<u64>)> {
+        if let Some(entry) = self.by_digest.get(digest) {
+            return Some((entry, None));
+        }
+        let (current, until) = self.previous.get(digest)?;
+        self.by_digest.get(current).map(|e| (e, Some(*until)))
     }
 
     pub fn len(&self) -> usize {
@@ -69,6 +99,24 @@ mod tests {
     use super::*;
     use crate::auth::digest::sha256;
 
+    #[test]
+    fn a_replaced_key_finds_its_client_with_its_grace() {
+        let mut rotated = entry("acme", "new");
+        rotated.previous.push(Previous {
+            sha256: sha256(b"old"),
+            until: 1000,
+        });
+        let t = KeyTable::new(vec![rotated, entry("b", "kb")]);
+        let (e, until) = t.lookup(&sha256(b"new")).unwrap();
+        assert_eq!((e.name.as_str(), until), ("acme", None));
+        let (e, until) = t.lookup(&sha256(b"old")).unwrap();
+        assert_eq!((e.name.as_str(), until), ("acme", Some(1000)));
+        assert_eq!(e.sha256, sha256(b"new"));
+        // `get` is by current digest only.
+        assert!(t.get(&sha256(b"old")).is_none());
+        assert!(t.lookup(&sha256(b"nope")).is_none());
+    }
+
     fn entry(name: &str, secret: &str) -> KeyEntry {
         KeyEntry {
             name: name.into(),
@@ -77,6 +125,7 @@ mod tests {
             limits: crate::config::default_tiers()["free"],
             expires_at: None,
             enabled: true,
+            previous: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! - `rag-guard keygen --name NAME [--tier T] [--expires-in 90d] [--json]`
 //! - `rag-guard hash KEY` (or `rag-guard hash -` to read the key from stdin)
 //! - `rag-guard check-config FILE`
+//! - `rag-guard keys list|add|rotate|disable|enable|remove FILE ...` (`keys.rs`)
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -11,6 +12,9 @@
 use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
+
+#[path = "rag-guard/keys.rs"]
+mod keys;
 
 use base64::Engine as _;
 use rag_guard::auth::digest::sha256_hex;
@@ -24,6 +28,7 @@ const USAGE: &str = "usage:
   rag-guard keygen --name NAME [--tier TIER] [--expires-in DURATION] [--json]
   rag-guard hash KEY|-
   rag-guard check-config FILE
+  rag-guard keys ... (rag-guard keys help)
   rag-guard scan [--config FILE] [--route PATH] [--method METHOD] [--field NAME] < texts";
 
 fn main() -> ExitCode {
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
         Some("hash") => hash(&args[1..]),
         Some("check-config") => check_config(&args[1..]),
         Some("scan") => scan(&args[1..]),
+        Some("keys") => keys::run(&args[1..], new_key),
         _ => Err(USAGE.to_string()),
     };
     match result {

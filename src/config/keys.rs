@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 
 use crate::auth::digest::parse_digest_hex;
-use crate::auth::keys::KeyEntry;
+use crate::auth::keys::{KeyEntry, Previous};
 use crate::limits::token_bucket::Limits;
 
 use super::error::{err, ConfigError};
@@ -31,6 +31,16 @@ pub(super) struct RawKey {
     expires_at: Option<String>,
     #[serde(default = "default_enabled")]
     enabled: bool,
+    /// Keys this one replaced, accepted until their `until`.
+    #[serde(default)]
+    previous: Vec<RawPrevious>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPrevious {
+    sha256: String,
+    until: String,
 }
 
 pub(super) fn parse_keys(
@@ -62,7 +72,7 @@ pub(super) fn parse_keys(
             return Err(err(
                 field("sha256"),
                 format!(
-                    "the same digest is already configured for another key (key {:?})",
+                    "the same digest is already configured for an earlier key or one it replaced (this is key {:?})",
                     k.name
                 ),
             ));
@@ -81,6 +91,24 @@ pub(super) fn parse_keys(
             None => None,
             Some(text) => Some(parse_timestamp(text).map_err(|m| err(field("expires_at"), m))?),
         };
+        let mut previous = Vec::with_capacity(k.previous.len());
+        for (j, p) in k.previous.iter().enumerate() {
+            let field = |f: &str| format!("keys[{i}].previous[{j}].{f}");
+            let Some(digest) = parse_digest_hex(&p.sha256) else {
+                return Err(err(field("sha256"), "must be 64 lowercase hex characters"));
+            };
+            if !digests.insert(digest) {
+                return Err(err(
+                    field("sha256"),
+                    "the same digest is already configured for a key or one it replaced",
+                ));
+            }
+            let until = parse_timestamp(&p.until).map_err(|m| err(field("until"), m))?;
+            previous.push(Previous {
+                sha256: digest,
+                until,
+            });
+        }
         keys.push(KeyEntry {
             name: k.name,
             sha256,
@@ -88,6 +116,7 @@ pub(super) fn parse_keys(
             limits,
             expires_at,
             enabled: k.enabled,
+            previous,
         });
     }
     Ok(keys)

@@ -63,6 +63,13 @@ pub(super) fn list_keys(config: &Config, store: &dyn SharedStore, now_secs: u64)
                 "request_count": used.map_or(0, |u| u.request_count),
                 "last_used": used.map(|u| u.last_used).filter(|t| *t > 0).map(rfc3339),
                 "addresses_in_window": state.map_or(0, |s| s.addresses.distinct(now32, leak.window_secs)),
+                // Keys this one replaced that are still accepted.
+                "replaced_keys": entry
+                    .previous
+                    .iter()
+                    .filter(|p| p.until > now_secs)
+                    .map(|p| json!({"key_id": digest_id(&p.sha256), "until": rfc3339(p.until)}))
+                    .collect::<Vec<_>>(),
             })
         })
         .collect();
