@@ -80,6 +80,8 @@ def test_an_edit_check_config_would_refuse_is_not_written(tmp_path):
                  ["add", str(path), "--name", "bad name"],
                  ["add", str(path), "--name", "client-good"],
                  ["rotate", str(path), "nobody"],
+                 # It expires: the new key's lifetime must be given.
+                 ["rotate", str(path), "client-expired"],
                  ["rotate", str(path), "client-pro", "--grace", "soon"]):
         result = keys(*args, check=False)
         assert result.returncode != 0, args
@@ -87,5 +89,10 @@ def test_an_edit_check_config_would_refuse_is_not_written(tmp_path):
         assert path.read_bytes() == before, args
     refused = keys("add", str(path), "--name", "svc", "--tier", "no-such-tier", check=False)
     assert "would be refused" in refused.stderr and "unknown tier" in refused.stderr
+    out = keys("rotate", str(path), "client-expired", "--expires-in", "90d").stdout
+    record = next(k for k in json.loads(path.read_text())["keys"] if k["name"] == "client-expired")
+    assert record["sha256"] == digest(printed_key(out)) and record["expires_at"] > "2026"
+    # The replaced key had expired: rotation does not bring it back.
+    assert "stays refused" in out and record["previous"] == []
     # No temporary file is left behind.
     assert [p.name for p in tmp_path.iterdir()] == ["plugin.json"]

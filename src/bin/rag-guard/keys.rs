@@ -80,9 +80,12 @@ pub fn run(args: &[String], new_key: impl Fn() -> Result<String, String>) -> Res
             if grace > MAX_GRACE {
                 return Err("--grace: at most 366 days".into());
             }
-            let until = rfc3339(now + grace)?;
+            let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let grace_end = now_secs.saturating_add(grace.as_secs());
             let expires = expires_at(flag(&flags, "--expires-in"), now)?;
             let key = new_key()?;
+            let mut accepted = None;
+            let accepted_until = &mut accepted;
             edit(path, |keys| {
                 let record = find(keys, name)
                     .and_then(Value::as_object_mut)
@@ -100,16 +103,40 @@ pub fn run(args: &[String], new_key: impl Fn() -> Result<String, String>) -> Res
                     .into_iter()
                     .filter(|p| still_accepted(p, now))
                     .collect();
-                previous.push(json!({"sha256": old, "until": until}));
-                record.insert("previous".into(), Value::Array(previous));
-                record.insert("sha256".into(), json!(sha256_hex(key.as_bytes())));
-                if let Some(at) = &expires {
-                    record.insert("expires_at".into(), json!(at));
+                // The replaced key never outlives its own expiry: an expired
+                // key stays refused.
+                let old_expiry = record
+                    .get("expires_at")
+                    .and_then(Value::as_str)
+                    .and_then(|t| config::parse_timestamp(t).ok());
+                let until_secs = grace_end.min(old_expiry.unwrap_or(u64::MAX));
+                if until_secs > now_secs {
+                    let until = rfc3339(UNIX_EPOCH + Duration::from_secs(until_secs))?;
+                    previous.push(json!({"sha256": old, "until": until}));
+                    *accepted_until = Some(until);
                 }
+                record.insert("previous".into(), Value::Array(previous));
+                // A key with an expiry is often rotated because of it: the
+                // new key's lifetime is asked for, not copied.
+                match (&expires, record.get("expires_at")) {
+                    (Some(at), _) => {
+                        record.insert("expires_at".into(), json!(at));
+                    }
+                    (None, Some(Value::String(at))) => {
+                        return Err(format!(
+                            "key {name:?} expires at {at}: give the new key a lifetime with --expires-in (e.g. 90d)"
+                        ))
+                    }
+                    (None, _) => {}
+                }
+                record.insert("sha256".into(), json!(sha256_hex(key.as_bytes())));
                 Ok(())
             })?;
             print_key(name, &key);
-            println!("The replaced key is accepted until {until}.");
+            match accepted {
+                Some(until) => println!("The replaced key is accepted until {until}."),
+                None => println!("The replaced key had expired: it stays refused."),
+            }
             Ok(())
         }
         "disable" | "enable" => {
