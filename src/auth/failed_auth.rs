@@ -270,7 +270,9 @@ impl FailedAuthTable {
 
     /// If the address has no failures left: the whole seconds until it has
     /// one. An address without a record is never blocked. A missing or
-    /// unreadable set counts as blocked (fail closed).
+    /// unreadable set counts as blocked (fail closed). Tests' shorthand for
+    /// [`Self::check`].
+    #[cfg(test)]
     pub fn blocked_for(
         &self,
         store: &dyn SharedStore,
@@ -317,6 +319,8 @@ impl FailedAuthTable {
     /// record had no failure left when it was counted: another worker used
     /// up the budget between this request's check and now, and this request
     /// must be answered as blocked (429), not as a plain 401.
+    /// Tests' shorthand for [`Self::record_failure_after`] without a read.
+    #[cfg(test)]
     pub fn record_failure(
         &self,
         store: &dyn SharedStore,

@@ -94,6 +94,22 @@ fn parse_flags(
     Ok(out)
 }
 
+/// The RFC 3339 expiry (whole seconds) of a key created at `now` that lives
+/// `--expires-in` `text` (at most 100 years): `keygen` and `keys`.
+fn expiry_in(text: &str, now: SystemTime) -> Result<String, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("--expires-in {text:?}: {e} (try 90d or 12h)"))?;
+    if d > MAX_KEY_LIFETIME {
+        return Err(format!(
+            "--expires-in {text:?}: more than 100 years; omit it for a key that never expires"
+        ));
+    }
+    let at = now
+        .checked_add(Duration::from_secs(d.as_secs()))
+        .ok_or(format!("--expires-in {text:?} is out of range"))?;
+    Ok(humantime::format_rfc3339_seconds(at).to_string())
+}
+
 fn keygen(args: &[String]) -> Result<(), String> {
     let mut flags = parse_flags(args, &["--name", "--tier", "--expires-in"], &["--json"])?;
     let name = flags.remove("--name");
@@ -106,22 +122,9 @@ fn keygen(args: &[String]) -> Result<(), String> {
             "--name and --tier must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'".into(),
         );
     }
-    let expires_at = match expires_in {
-        None => None,
-        Some(text) => {
-            let d = humantime::parse_duration(&text)
-                .map_err(|e| format!("--expires-in {text:?}: {e} (try 90d or 12h)"))?;
-            if d > MAX_KEY_LIFETIME {
-                return Err(format!(
-                    "--expires-in {text:?}: more than 100 years; omit it for a key that never expires"
-                ));
-            }
-            let at = SystemTime::now()
-                .checked_add(Duration::from_secs(d.as_secs()))
-                .ok_or(format!("--expires-in {text:?} is out of range"))?;
-            Some(humantime::format_rfc3339_seconds(at).to_string())
-        }
-    };
+    let expires_at = expires_in
+        .map(|text| expiry_in(&text, SystemTime::now()))
+        .transpose()?;
     let key = new_key()?;
     let record = KeyRecordJson {
         name: &name,

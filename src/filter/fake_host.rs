@@ -73,6 +73,8 @@ unsafe fn text(data: *const u8, size: usize) -> String {
     String::from_utf8_lossy(bytes(data, size)).into_owned()
 }
 
+// Written apart from `http::header_map` on purpose: the fake Envoy must not
+// share a bug with the codec it checks.
 fn serialize(map: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut out = (map.len() as u32).to_le_bytes().to_vec();
     for (n, v) in map {

@@ -19,6 +19,8 @@ use serde_json::{json, Map, Value};
 use rag_guard::auth::digest::sha256_hex;
 use rag_guard::config;
 
+use super::{expiry_in, parse_flags};
+
 /// Longest grace period of a rotation.
 const MAX_GRACE: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -39,14 +41,10 @@ pub fn run(args: &[String], new_key: impl Fn() -> Result<String, String>) -> Res
     match command {
         "list" => list(path, now),
         "add" => {
-            let flags = flags(rest, &["--name", "--tier", "--expires-in"])?;
-            let name = flags
-                .iter()
-                .find(|(f, _)| f == "--name")
-                .map(|(_, v)| v.clone())
-                .ok_or("--name is required")?;
-            let tier = flag(&flags, "--tier");
-            let expires = expires_at(flag(&flags, "--expires-in"), now)?;
+            let mut flags = parse_flags(rest, &["--name", "--tier", "--expires-in"], &[])?;
+            let name = flags.remove("--name").ok_or("--name is required")?;
+            let tier = flags.remove("--tier");
+            let expires = expires_at(flags.remove("--expires-in"), now)?;
             let key = new_key()?;
             edit(path, |keys| {
                 if find(keys, &name).is_some() {
@@ -71,8 +69,8 @@ pub fn run(args: &[String], new_key: impl Fn() -> Result<String, String>) -> Res
             let [name, rest @ ..] = rest else {
                 return Err(format!("usage:\n{USAGE}"));
             };
-            let flags = flags(rest, &["--grace", "--expires-in"])?;
-            let grace = match flag(&flags, "--grace") {
+            let mut flags = parse_flags(rest, &["--grace", "--expires-in"], &[])?;
+            let grace = match flags.remove("--grace") {
                 None => Duration::from_secs(7 * 24 * 3600),
                 Some(text) => humantime::parse_duration(&text)
                     .map_err(|e| format!("--grace {text:?}: {e} (try 7d or 12h)"))?,
@@ -82,7 +80,7 @@ pub fn run(args: &[String], new_key: impl Fn() -> Result<String, String>) -> Res
             }
             let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let grace_end = now_secs.saturating_add(grace.as_secs());
-            let expires = expires_at(flag(&flags, "--expires-in"), now)?;
+            let expires = expires_at(flags.remove("--expires-in"), now)?;
             let key = new_key()?;
             let mut accepted = None;
             let accepted_until = &mut accepted;
@@ -111,7 +109,7 @@ pub fn run(args: &[String], new_key: impl Fn() -> Result<String, String>) -> Res
                     .and_then(|t| config::parse_timestamp(t).ok());
                 let until_secs = grace_end.min(old_expiry.unwrap_or(u64::MAX));
                 if until_secs > now_secs {
-                    let until = rfc3339(UNIX_EPOCH + Duration::from_secs(until_secs))?;
+                    let until = rfc3339(until_secs);
                     previous.push(json!({"sha256": old, "until": until}));
                     *accepted_until = Some(until);
                 }
@@ -173,45 +171,13 @@ pub fn run(args: &[String], new_key: impl Fn() -> Result<String, String>) -> Res
     }
 }
 
-fn flags(args: &[String], valued: &[&str]) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(f) = it.next() {
-        if !valued.contains(&f.as_str()) {
-            return Err(format!("unknown option {f}\nusage:\n{USAGE}"));
-        }
-        let value = it.next().ok_or(format!("{f} needs a value"))?;
-        out.push((f.clone(), value.clone()));
-    }
-    Ok(out)
-}
-
-fn flag(flags: &[(String, String)], name: &str) -> Option<String> {
-    flags
-        .iter()
-        .find(|(f, _)| f == name)
-        .map(|(_, v)| v.clone())
-}
-
-fn rfc3339(at: SystemTime) -> Result<String, String> {
-    // Whole seconds, as the configuration's timestamps are.
-    let secs = at
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
-    Ok(humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string())
+/// RFC 3339 UTC text of Unix seconds.
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 fn expires_at(text: Option<String>, now: SystemTime) -> Result<Option<String>, String> {
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let d = humantime::parse_duration(&text)
-        .map_err(|e| format!("--expires-in {text:?}: {e} (try 90d)"))?;
-    let at = now
-        .checked_add(d)
-        .ok_or(format!("--expires-in {text:?} is out of range"))?;
-    rfc3339(at).map(Some)
+    text.map(|t| expiry_in(&t, now)).transpose()
 }
 
 /// Whether a `previous` record's grace is not over at `now`.
@@ -303,9 +269,7 @@ fn list(path: &Path, now: SystemTime) -> Result<(), String> {
             (true, Some(at)) if at <= now => "expired",
             _ => "active",
         };
-        let expires = k.expires_at.map_or("never".to_string(), |at| {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(at)).to_string()
-        });
+        let expires = k.expires_at.map_or("never".to_string(), rfc3339);
         let left = k
             .expires_at
             .map_or("-".to_string(), |at| days(at).to_string());
@@ -313,8 +277,7 @@ fn list(path: &Path, now: SystemTime) -> Result<(), String> {
             .previous
             .iter()
             .map(|p| {
-                let when =
-                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(p.until));
+                let when = rfc3339(p.until);
                 if p.until <= now {
                     format!("grace over since {when}")
                 } else {
