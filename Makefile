@@ -22,7 +22,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build cluster redis-server run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-host-calls bench-limiter fuzz corpus-eval clean
+.PHONY: all build cluster redis-server run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-host-calls bench-limiter fuzz corpus-eval train clean
 
 all: build
 
@@ -170,8 +170,22 @@ wasm-breakdown: wasm-target $(WASM_OPT)
 	@command -v twiggy >/dev/null || cargo install --quiet twiggy
 	$(PYTHON) scripts/wasm_breakdown.py
 
-corpus-eval: bins
-	$(PYTHON) bench/corpus_eval.py
+# The scorer's training tools (scikit-learn and friends, pinned), in the
+# project virtualenv.
+$(VENV)/.train-installed: train/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r train/requirements.txt
+	touch $@
+
+# Trains the prompt-injection scorer from tests/data and the development
+# corpus and writes model/prompt_injection.{bin,json} (embedded at build
+# time: the wasm and the CLI are rebuilt after).
+train: bins $(VENV)/.train-installed
+	$(VENV)/bin/python train/train.py
+	cargo build --release --bins
+
+corpus-eval: bins $(VENV)/.train-installed
+	$(VENV)/bin/python bench/corpus_eval.py
+	$(VENV)/bin/python train/train.py --eval
 
 wasm-size: wasm
 	@stat -c '%s bytes  $(WASM)' $(WASM)

@@ -99,7 +99,7 @@ RATE_SMALL = int(os.environ.get("BENCH_RATE", "500"))
 RATE_LARGE = int(os.environ.get("BENCH_RATE_LARGE", "50"))
 SKIP_MICRO = os.environ.get("BENCH_SKIP_MICRO") == "1"
 SATURATION_CONNECTIONS = 16
-ENVOYS = ("passthrough", "noop", "native", "rag-guard", "rag-guard-cluster")
+ENVOYS = ("passthrough", "noop", "native", "rag-guard", "rag-guard-rules", "rag-guard-docs", "rag-guard-cluster")
 NOOP_WASM = stack.ROOT / "target" / "wasm32-wasip1" / "release" / "rag_guard_noop_filter.wasm"
 SERVER_CPU, CLIENT_CPU = 0, 1
 RESULTS = BENCH_DIR / "results"
@@ -136,6 +136,25 @@ PLUGIN = {
     # address: the failed-auth limit must not turn them into 429s.
     "failed_auth": {"per_minute": 1000000},
 }
+# The same without the prompt-injection scorer (rules only): what scoring a
+# question costs.
+PLUGIN_RULES = {**PLUGIN, "body_inspection": {"injection_model": {"mode": "off"}}}
+# The default routes, with /documents content screened for indirect prompt
+# injection (report-only, the default action of document_injection).
+PLUGIN_DOCS = {**PLUGIN, "body_inspection": {"routes": [
+    {"path": "/query", "max_body_bytes": 65536, "fields": {
+        "question": {"type": "string", "required": True, "min_chars": 1, "max_chars": 2000,
+                     "max_bytes": 16384, "screen": ["prompt_injection", "sql_injection", "xss", "code_injection",
+                                                    "path_traversal", "special_characters"]},
+        "max_sources": {"type": "integer", "min": 1, "max": 10},
+        "temperature": {"type": "number", "min": 0, "max": 2}}},
+    {"path": "/documents", "allow_methods": ["GET", "HEAD"], "max_body_bytes": 10 * 1024 * 1024 + 65536,
+     "fields": {"filename": {"type": "filename", "required": True, "extensions": [".txt", ".pdf", ".docx", ".md"]},
+                "content": {"type": "string", "required": True, "max_bytes": 10 * 1024 * 1024,
+                            "screen": ["document_injection"]}}}]}}
+# 1 MB of prose (the benign document paragraphs the project wrote, repeated).
+PROSE = (" ".join((stack.ROOT / "tests" / "data" / "train_documents.txt").read_text().splitlines()) * 200)[
+    : 1024 * 1024]
 
 
 # --------------------------------------------------------------------------
@@ -162,6 +181,8 @@ GET = Shape("get", "GET", "/documents", None, RATE_SMALL)
 QUERY = Shape("query", "POST", "/query", json.dumps({"question": QUESTION}), RATE_SMALL)
 DOCUMENT = Shape("document", "POST", "/documents",
                  json.dumps({"filename": "big.txt", "content": "x" * (1024 * 1024)}), RATE_LARGE)
+PROSE_DOCUMENT = Shape("prose", "POST", "/documents", json.dumps({"filename": "big.txt", "content": PROSE}),
+                       RATE_LARGE)
 GET_UPSTREAM = Shape("get-upstream", "GET", "/via-upstream/documents", None, RATE_SMALL)
 
 
@@ -187,6 +208,10 @@ class Scenario:
 P_GET, P_QUERY, P_DOC = "passthrough: GET", "passthrough: POST /query, 2,000-char question", \
     "passthrough: POST /documents, 1 MB"
 P_UP = "passthrough -> demo upstream: GET"
+P_PROSE = "passthrough: POST /documents, 1 MB of prose"
+RG_QUERY_RULES = "rag-guard, scorer off: POST /query, 2,000-char question"
+RG_PROSE = "rag-guard: POST /documents, 1 MB of prose"
+RG_PROSE_DOCS = "rag-guard, document screening: POST /documents, 1 MB of prose"
 C_GET = "rag-guard cluster mode (+ service + Redis): GET, valid key"
 NOOP_GET = "no-op Rust wasm filter (the floor): GET"
 A_GET, A_QUERY, A_DOC = "app, no checks: GET", "app, no checks: POST /query, 2,000-char question", \
@@ -206,6 +231,10 @@ def scenarios() -> list[Scenario]:
         Scenario("rag-guard: POST /query, 2,000-char question", "rag-guard", "rag-guard", QUERY, KEY, 200,
                  P_QUERY),
         Scenario("rag-guard: POST /documents, 1 MB", "rag-guard", "rag-guard", DOCUMENT, KEY, 200, P_DOC),
+        Scenario(RG_QUERY_RULES, "rag-guard", "rag-guard-rules", QUERY, KEY, 200, P_QUERY),
+        Scenario(P_PROSE, "passthrough", "passthrough", PROSE_DOCUMENT, None, 200),
+        Scenario(RG_PROSE, "rag-guard", "rag-guard", PROSE_DOCUMENT, KEY, 200, P_PROSE),
+        Scenario(RG_PROSE_DOCS, "rag-guard", "rag-guard-docs", PROSE_DOCUMENT, KEY, 200, P_PROSE),
         Scenario("rag-guard: GET, no key (401)", "rag-guard", "rag-guard", GET, None, 401, P_GET),
         Scenario("rag-guard: GET, over limit (429)", "rag-guard", "rag-guard", GET, TINY_KEY, 429, P_GET),
         Scenario(C_GET, "rag-guard-cluster", "rag-guard-cluster", GET, KEY, 200, P_GET),
@@ -234,7 +263,7 @@ def _hcm(cfg: dict) -> dict:
 def envoy_config(kind: str, upstream_port: int, cluster_port: int = 0) -> dict:
     """The shipped config with the benchmark's routes, for `kind`
     (passthrough, native, rag-guard or rag-guard-cluster)."""
-    plugin = PLUGIN
+    plugin = {"rag-guard-rules": PLUGIN_RULES, "rag-guard-docs": PLUGIN_DOCS}.get(kind, PLUGIN)
     if kind == "rag-guard-cluster":
         plugin = {**PLUGIN, "cluster": {"service": stack.CLUSTER_SERVICE, "domain": "bench",
                                         "timeout_ms": 100, "failure_mode": "deny"}}
@@ -678,6 +707,10 @@ def derived(scs: list[Scenario]) -> list[str]:
         f"{fmt_us(added_cost(by[rg_query], by)[0] - added_cost(by[rg_get], by)[0])}.",
         f"- rag-guard, 1 MB POST /documents (buffering, copy into the VM, strict JSON parse, no screening): "
         f"{diff('rag-guard: POST /documents, 1 MB', P_DOC)}.",
+        f"- the prompt-injection scorer on a 2,000-character question (default configuration minus the same "
+        f"with `injection_model.mode: off`): {diff(rg_query, RG_QUERY_RULES)}.",
+        f"- document screening of 1 MB of prose (`screen: [document_injection]` on /documents content, minus "
+        f"the same request unscreened): {diff(RG_PROSE_DOCS, RG_PROSE)}.",
         f"- cluster mode, authenticated GET (the same, plus a gRPC call to rag-guard-cluster and one Redis "
         f"script per request, their CPU included): {diff(C_GET, P_GET)}; on top of the single-Envoy row: "
         f"{diff(C_GET, rg_get)}. At {RATE_SMALL} requests/s, p50 "

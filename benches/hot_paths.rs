@@ -12,6 +12,7 @@ use rag_guard::auth::digest::{sha256, sha256_hex};
 use rag_guard::auth::failed_auth::FailedAuthTable;
 use rag_guard::auth::leak_detection::{address_tag, LeakDetection};
 use rag_guard::config;
+use rag_guard::inspection::forms::Forms;
 use rag_guard::inspection::normalization::normalize;
 use rag_guard::inspection::rules::Category;
 use rag_guard::key_state;
@@ -159,6 +160,28 @@ fn main() {
             20,
             || {
                 black_box(inspection.inspect(route, black_box(document.as_bytes())));
+            },
+        );
+    }
+    if let Some(scorer) = &inspection.scorer {
+        let forms = Forms::of(text);
+        time(
+            "Scorer::logit (features + weights), 2,000 characters",
+            2_000,
+            || {
+                black_box(scorer.logit(black_box(&forms).all()));
+            },
+        );
+        let prose = std::fs::read_to_string("tests/data/train_documents.txt")
+            .unwrap_or_default()
+            .replace('\n', " ")
+            .repeat(8);
+        let prose = prose.get(..1 << 20).unwrap_or(&prose);
+        time(
+            "Scorer::screen_document, 1 MB of prose (windows)",
+            20,
+            || {
+                black_box(scorer.screen_document(black_box(prose)));
             },
         );
     }

@@ -4,6 +4,9 @@
 //! - `rag-guard hash KEY` (or `rag-guard hash -` to read the key from stdin)
 //! - `rag-guard check-config FILE`
 //! - `rag-guard keys list|add|rotate|disable|enable|remove FILE ...` (`keys.rs`)
+//! - `rag-guard scan ... [--scores] < texts`: the screening's verdict per line
+//! - `rag-guard features [--bits N] < texts`: the scorer's features per line
+//!   (what `make train` learns from)
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -19,6 +22,9 @@ mod keys;
 use base64::Engine as _;
 use rag_guard::auth::digest::sha256_hex;
 use rag_guard::config::{self, is_plain_name};
+use rag_guard::inspection::forms::Forms;
+use rag_guard::inspection::normalization::normalize;
+use rag_guard::inspection::scorer::{self, features::for_each_feature, model::sigmoid};
 use rag_guard::inspection::verdict::{flag_categories, BodyVerdict};
 
 /// Longest `--expires-in` accepted.
@@ -29,7 +35,8 @@ const USAGE: &str = "usage:
   rag-guard hash KEY|-
   rag-guard check-config FILE
   rag-guard keys ... (rag-guard keys help)
-  rag-guard scan [--config FILE] [--route PATH] [--method METHOD] [--field NAME] < texts";
+  rag-guard scan [--config FILE] [--route PATH] [--method METHOD] [--field NAME] [--scores] < texts
+  rag-guard features [--bits N] < texts";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +45,7 @@ fn main() -> ExitCode {
         Some("hash") => hash(&args[1..]),
         Some("check-config") => check_config(&args[1..]),
         Some("scan") => scan(&args[1..]),
+        Some("features") => features(&args[1..]),
         Some("keys") => keys::run(&args[1..], new_key),
         _ => Err(USAGE.to_string()),
     };
@@ -198,7 +206,12 @@ fn unescape_line(line: &str) -> String {
 /// Screens one text per stdin line as field NAME of route PATH, with the
 /// filter's own code, and prints one JSON verdict per line (never the text).
 fn scan(args: &[String]) -> Result<(), String> {
-    let mut flags = parse_flags(args, &["--config", "--route", "--method", "--field"], &[])?;
+    let mut flags = parse_flags(
+        args,
+        &["--config", "--route", "--method", "--field"],
+        &["--scores"],
+    )?;
+    let with_scores = flags.contains_key("--scores");
     let config_path = flags.remove("--config");
     let route = flags
         .remove("--route")
@@ -224,8 +237,9 @@ fn scan(args: &[String]) -> Result<(), String> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for line in stdin.lock().lines() {
         let line = line.map_err(|e| format!("reading stdin: {e}"))?;
-        let value = serde_json::Value::String(unescape_line(&line));
-        let verdict = match inspection.inspect_field(rule, &field, &value) {
+        let text = unescape_line(&line);
+        let value = serde_json::Value::String(text.clone());
+        let mut verdict = match inspection.inspect_field(rule, &field, &value) {
             BodyVerdict::Pass { flags } if flags.is_empty() => {
                 serde_json::json!({"verdict": "pass"})
             }
@@ -233,6 +247,7 @@ fn scan(args: &[String]) -> Result<(), String> {
                 "verdict": "report",
                 "categories": flag_categories(&flags).iter().map(|c| c.as_str()).collect::<Vec<_>>(),
                 "rules": flags.iter().map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
+                "offset": flags.iter().find_map(|f| f.offset),
             }),
             BodyVerdict::Reject(r) => serde_json::json!({
                 "verdict": "block",
@@ -241,9 +256,48 @@ fn scan(args: &[String]) -> Result<(), String> {
                 "category": r.category.map(|c| c.as_str()),
                 "rule": r.rule_id,
                 "field": r.field,
+                "offset": r.offset,
             }),
         };
+        if with_scores {
+            if let Some(scorer) = &inspection.scorer {
+                let forms = Forms::of(&text);
+                let score = sigmoid(scorer.logit(forms.all()));
+                verdict["score"] = serde_json::json!((f64::from(score) * 1e4).round() / 1e4);
+            }
+        }
         writeln!(out, "{verdict}").map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+/// Prints, for each line of stdin (corpus escaping undone), the scorer's
+/// feature indices in a table of `2^bits` (default: the embedded model's),
+/// space-separated, repeats included: the input of train/train.py.
+fn features(args: &[String]) -> Result<(), String> {
+    let mut flags = parse_flags(args, &["--bits"], &[])?;
+    let bits: u32 = match flags.remove("--bits") {
+        Some(b) => b
+            .parse()
+            .ok()
+            .filter(|b| (10..=20).contains(b))
+            .ok_or("--bits must be 10..=20")?,
+        None => scorer::embedded()?.size().trailing_zeros(),
+    };
+    let mask = (1u32 << bits) - 1;
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut line_out = String::new();
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        line_out.clear();
+        for_each_feature(&normalize(&unescape_line(&line)), |f| {
+            if !line_out.is_empty() {
+                line_out.push(' ');
+            }
+            line_out.push_str(&(f & mask).to_string());
+        });
+        writeln!(out, "{line_out}").map_err(|e| e.to_string())?;
     }
     out.flush().map_err(|e| e.to_string())
 }

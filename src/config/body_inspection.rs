@@ -10,6 +10,7 @@ use crate::inspection::routes::{
     MAX_ROUTE_BODY_BYTES,
 };
 use crate::inspection::rules::{Category, RuleSet};
+use crate::inspection::scorer::{self, Scorer};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +25,45 @@ pub(super) struct RawBodyInspection {
     special_char_ratio: f64,
     #[serde(default = "default_other_methods")]
     other_methods: OtherMethods,
+    #[serde(default)]
+    injection_model: RawInjectionModel,
+}
+
+/// `body_inspection.injection_model`: the prompt-injection scorer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInjectionModel {
+    #[serde(default = "default_model_mode")]
+    mode: Action,
+    /// Defaults: the thresholds the training chose (in the model file).
+    #[serde(default)]
+    threshold: Option<f32>,
+    #[serde(default)]
+    document_threshold: Option<f32>,
+    #[serde(default = "default_veto_below")]
+    veto_below: f32,
+}
+
+impl Default for RawInjectionModel {
+    fn default() -> Self {
+        RawInjectionModel {
+            mode: default_model_mode(),
+            threshold: None,
+            document_threshold: None,
+            veto_below: default_veto_below(),
+        }
+    }
+}
+
+fn default_model_mode() -> Action {
+    Action::Block
+}
+
+/// See docs/body-inspection.md for the measurement behind it.
+pub const DEFAULT_VETO_BELOW: f32 = 0.2;
+
+fn default_veto_below() -> f32 {
+    DEFAULT_VETO_BELOW
 }
 
 impl Default for RawBodyInspection {
@@ -34,6 +74,7 @@ impl Default for RawBodyInspection {
             extra_rules: Vec::new(),
             special_char_ratio: default_ratio(),
             other_methods: default_other_methods(),
+            injection_model: RawInjectionModel::default(),
         }
     }
 }
@@ -115,6 +156,12 @@ pub(super) fn parse_config(raw: RawBodyInspection) -> Result<BodyInspection, (St
                 format!("unknown category {:?}", r.category),
             )
         })?;
+        if category == Category::DocumentInjection {
+            return Err(err(
+                format!("body_inspection.extra_rules[{i}].category"),
+                "document_injection is found by the scorer, not by rules".into(),
+            ));
+        }
         extra.push((category, r.id, r.pattern));
     }
     if !(0.0..=1.0).contains(&raw.special_char_ratio) {
@@ -155,12 +202,45 @@ pub(super) fn parse_config(raw: RawBodyInspection) -> Result<BodyInspection, (St
             routes
         }
     };
+    let scorer = parse_scorer(&raw.injection_model)?;
     Ok(BodyInspection {
         routes,
         actions,
         rules,
         other_methods: raw.other_methods,
+        scorer,
+        model_action: raw.injection_model.mode,
     })
+}
+
+fn parse_scorer(raw: &RawInjectionModel) -> Result<Option<Scorer>, (String, String)> {
+    let field = |f: &str| format!("body_inspection.injection_model.{f}");
+    if raw.mode == Action::Off {
+        return Ok(None);
+    }
+    let model = scorer::embedded().map_err(|m| (field("mode"), format!("embedded model: {m}")))?;
+    let threshold = raw.threshold.unwrap_or(model.threshold);
+    let document_threshold = raw.document_threshold.unwrap_or(model.document_threshold);
+    for (name, value) in [
+        ("threshold", threshold),
+        ("document_threshold", document_threshold),
+    ] {
+        if !(value > 0.0 && value < 1.0) {
+            return Err((field(name), "must be between 0 and 1 (exclusive)".into()));
+        }
+    }
+    if !(raw.veto_below >= 0.0 && raw.veto_below <= threshold) {
+        return Err((
+            field("veto_below"),
+            format!("must be between 0 and the threshold ({threshold})"),
+        ));
+    }
+    Ok(Some(Scorer::new(
+        model,
+        threshold,
+        document_threshold,
+        raw.veto_below,
+    )))
 }
 
 fn parse_route(i: usize, r: RawRoute) -> Result<RouteRule, (String, String)> {
@@ -224,6 +304,12 @@ fn parse_route(i: usize, r: RawRoute) -> Result<RouteRule, (String, String)> {
                     return Err((
                         ff("extensions"),
                         "must list extensions starting with '.' (e.g. [\".txt\"])".into(),
+                    ));
+                }
+                if screen.contains(&Category::DocumentInjection) {
+                    return Err((
+                        ff("screen"),
+                        "document_injection applies to string fields only".into(),
                     ));
                 }
                 FieldKind::Filename {

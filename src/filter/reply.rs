@@ -8,7 +8,7 @@ use crate::admission::Outcome;
 use crate::http::LocalReply;
 use crate::inspection::verdict::Rejection;
 use crate::ops::event_budget::Class;
-use crate::ops::events::{SecurityEvent, Severity};
+use crate::ops::events::{Score, SecurityEvent, Severity};
 use crate::ops::usage::Kind;
 
 use super::active::Active;
@@ -38,7 +38,9 @@ pub(super) fn reject_body(
         status: Some(rejection.status),
         field: rejection.field.clone(),
         category: rejection.category.map(|c| c.as_str()),
-        rule: rejection.rule_id.clone(),
+        rule: rejection.rule_id.as_deref().map(String::from),
+        score: rejection.score.map(Score),
+        offset: rejection.offset,
         ..event
     };
     log_request(
@@ -56,7 +58,7 @@ pub(super) fn reject_body(
             headers: rate_headers
                 .iter()
                 .cloned()
-                .chain(rejection.allow.clone().map(|a| ("allow", a)))
+                .chain(rejection.allow.as_deref().map(|a| ("allow", a.to_string())))
                 .collect(),
         }),
     );

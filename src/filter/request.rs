@@ -16,10 +16,10 @@ use crate::http::{
     FLAGS_HEADER, KEY_NAME_HEADER, KEY_TIER_HEADER, METHOD_OVERRIDE_HEADERS, SECRET_HEADER,
 };
 use crate::inspection::routes::RouteMatch;
-use crate::inspection::verdict::{flag_categories, BodyVerdict, Rejection};
+use crate::inspection::verdict::{flags_header, BodyVerdict, Rejection};
 use crate::ops::admin::{self as admin_api, usage_days, usage_names};
 use crate::ops::event_budget::Class;
-use crate::ops::events::{SecurityEvent, Severity};
+use crate::ops::events::{Score, SecurityEvent, Severity};
 use crate::ops::usage::Kind;
 
 use super::active::Active;
@@ -517,6 +517,8 @@ impl RequestFilter {
                         field: Some(flag.field.clone()),
                         category: Some(flag.category.as_str()),
                         rule: Some(flag.rule_id.clone()),
+                        score: flag.score.map(Score),
+                        offset: flag.offset,
                         ..event.clone()
                     };
                     log_request(
@@ -527,8 +529,7 @@ impl RequestFilter {
                         pending.now_ns,
                     );
                 }
-                let names: Vec<&str> = flag_categories(&flags).iter().map(|c| c.as_str()).collect();
-                if host::set_request_header(FLAGS_HEADER, Some(&names.join(","))).is_err() {
+                if host::set_request_header(FLAGS_HEADER, Some(&flags_header(&flags))).is_err() {
                     return refuse_body(active);
                 }
                 Action::Continue

@@ -169,6 +169,40 @@ fn normalize_unicode(text: &str) -> String {
     out
 }
 
+/// The characters of `normalize(text)` one at a time, without building
+/// the string: each whitespace character comes as one `' '` (runs are not
+/// collapsed, ends not trimmed: a reader that treats `' '` as a separator
+/// sees the same words). ASCII goes byte by byte; any other character is
+/// decomposed alone, which gives what decomposing the whole text gives once
+/// combining marks are dropped (canonical reordering only moves marks).
+/// The document screening reads large texts through this.
+pub fn for_each_screened_char(text: &str, mut f: impl FnMut(char)) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b < 0x80 {
+            if is_ascii_space(b) {
+                f(' ');
+            } else if b >= 0x20 && b != 0x7f {
+                f(char::from(b.to_ascii_lowercase()));
+            }
+            i += 1;
+            continue;
+        }
+        let Some(c) = text.get(i..).and_then(|rest| rest.chars().next()) else {
+            break;
+        };
+        i += c.len_utf8();
+        for d in std::iter::once(c).nfkd() {
+            if d.is_whitespace() {
+                f(' ');
+            } else if !is_invisible(d) {
+                d.to_lowercase().for_each(&mut f);
+            }
+        }
+    }
+}
+
 /// Characters of `text` after collapsing whitespace (for length limits that
 /// should not count padding): leading and trailing whitespace left out, each
 /// inner run of it counted as one character. One pass, eight bytes at a time
@@ -356,6 +390,55 @@ mod tests {
         assert_eq!(normalize_spaced("caf\u{e9} cr\u{e8}me"), None);
         // Glue next to a space or at an end changes nothing either.
         assert_eq!(normalize_spaced("\u{2060}word \u{2060}word\u{2060}"), None);
+    }
+
+    #[test]
+    fn screened_chars_spell_the_normalized_text() {
+        let words = |t: String| {
+            t.split(' ')
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let pieces = [
+            "Word",
+            " ",
+            "\t\n",
+            "\u{a0}",
+            "\u{2003}",
+            "\u{e9}",
+            "e\u{301}",
+            "\u{fb01}",
+            "\u{ff33}",
+            "\u{200b}",
+            "\u{2060}",
+            "\u{0}",
+            "\u{7f}",
+            "\u{3164}",
+            "\u{5f3}",
+            "\u{1e9e}",
+            "\u{130}",
+            "\u{65e5}\u{672c}",
+            "\u{1f600}",
+            "<",
+            "ﬃ",
+            "\u{2460}",
+            "A\u{308}\u{323}",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..5000 {
+            let mut text = String::new();
+            for _ in 0..(seed % 10) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            seed = seed.wrapping_add(1);
+            let mut streamed = String::new();
+            for_each_screened_char(&text, |c| streamed.push(c));
+            assert_eq!(words(streamed), words(normalize(&text)), "{text:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::http::path_only;
 use crate::inspection::rules::{Category, RuleSet};
+use crate::inspection::scorer::Scorer;
 
 /// What to do when a category matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -81,6 +82,12 @@ pub struct BodyInspection {
     pub actions: BTreeMap<Category, Action>,
     pub rules: RuleSet,
     pub other_methods: OtherMethods,
+    /// The prompt-injection scorer; None when `injection_model.mode` is
+    /// `off`.
+    pub scorer: Option<Scorer>,
+    /// What a score at or above the threshold does to a question (never
+    /// more than the `prompt_injection` category's own action).
+    pub model_action: Action,
 }
 
 /// What happens to a request on an inspected path with a method that no
@@ -155,12 +162,14 @@ impl BodyInspection {
         }
     }
 
-    /// What to do when `category` matches (default: block).
+    /// What to do when `category` matches (default: block, and report for
+    /// `document_injection`).
     pub fn action(&self, category: Category) -> Action {
-        self.actions
-            .get(&category)
-            .copied()
-            .unwrap_or(Action::Block)
+        let default = match category {
+            Category::DocumentInjection => Action::Report,
+            _ => Action::Block,
+        };
+        self.actions.get(&category).copied().unwrap_or(default)
     }
 }
 
@@ -179,7 +188,7 @@ pub const MAX_ROUTE_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The default routes of a typical RAG API.
 pub fn default_routes() -> Vec<RouteRule> {
-    let all = Category::ALL.to_vec();
+    let all = Category::TEXT.to_vec();
     let mut query = BTreeMap::new();
     query.insert(
         "question".to_string(),
@@ -220,10 +229,10 @@ pub fn default_routes() -> Vec<RouteRule> {
         },
     );
     // Document content is size-checked, not screened, by default: it
-    // legitimately contains code, SQL and markup, and screening 10 MB costs
-    // seconds of a worker's CPU (about 0.7 s per MB in wasm). Operators who
-    // want indirect-prompt-injection screening of documents configure the
-    // route with `"screen": ["prompt_injection"]` and a lower max_bytes.
+    // legitimately contains code, SQL and markup. Indirect prompt injection
+    // screening is opt-in: `"screen": ["document_injection"]` on the field
+    // runs the scorer's windows over it (report-only unless the category's
+    // action says block); the rules' categories cost far more per MB.
     documents.insert(
         "content".to_string(),
         FieldRule {

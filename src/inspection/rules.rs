@@ -16,7 +16,7 @@
 //! or statement terminator in front of the keyword and passes; a question
 //! about "system settings" is not a role marker.
 
-use crate::inspection::escapes::decode_escapes;
+use crate::inspection::forms::Forms;
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
 /// Screening categories, in the order they are checked.
@@ -28,10 +28,25 @@ pub enum Category {
     CodeInjection,
     PathTraversal,
     SpecialCharacters,
+    /// Indirect prompt injection in a long text (a document), found by the
+    /// scorer's windows (`scorer::document`), not by rules.
+    DocumentInjection,
 }
 
 impl Category {
-    pub const ALL: [Category; 6] = [
+    pub const ALL: [Category; 7] = [
+        Category::PromptInjection,
+        Category::SqlInjection,
+        Category::Xss,
+        Category::CodeInjection,
+        Category::PathTraversal,
+        Category::SpecialCharacters,
+        Category::DocumentInjection,
+    ];
+
+    /// The categories of a short text (a question): all but
+    /// `document_injection`.
+    pub const TEXT: [Category; 6] = [
         Category::PromptInjection,
         Category::SqlInjection,
         Category::Xss,
@@ -48,6 +63,7 @@ impl Category {
             Category::CodeInjection => "code_injection",
             Category::PathTraversal => "path_traversal",
             Category::SpecialCharacters => "special_characters",
+            Category::DocumentInjection => "document_injection",
         }
     }
 
@@ -155,12 +171,12 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::SqlInjection,
         "sql-ddl",
-        r"\b(drop|truncate|alter)\s+(table|database|schema|view|index|user)\b|\bdelete\s+from\s+\w+\s*(;|--|#|where\s+\S+\s*=)|\binsert\s+into\s+\w+\s*(\(|values\b)",
+        r"(^|[;'`)]|\*/)\s*(drop|truncate|alter)\s+(table|database|schema|view|index|user)\b|\bdelete\s+from\s+\w+\s*(;|--|#|where\s+\S+\s*=)|\binsert\s+into\s+\w+\s*(\(|values\b)",
     ),
     (
         Category::SqlInjection,
         "sql-tautology",
-        r#"(['"`]\s*\)*\s*(or|and|\|\||&&)\s*\(?\s*(['"`][^'"`]{0,30}['"`]|[\w@$.]+)\s*(=|<>|!=|<=|>=|<|>|\blike\b|\bis\b|\bin\b|\bbetween\b|\brlike\b|\bregexp\b)|\b(or|and)\s+\(?\s*\d+\s*(=|<>|!=|<|>)\s*\d+|\b(or|and)\s+(true|false|null|not)\b\s*(--|#|/\*|;|$)|\bor\s+['"]?\w+['"]?\s*=\s*['"]?\w+['"]?\s*(--|#|/\*|;))"#,
+        r#"(['"`]\s*\)*\s*(or|and|\|\||&&)\s*\(?\s*(['"`][^'"`]{0,30}['"`]|[\w@$.]+)\s*(=|<>|!=|<=|>=|<|>|\blike\b|\bis\b|\bin\b|\bbetween\b|\brlike\b|\bregexp\b)|(^|[\d'"`)]\s*)\b(or|and)\s+\(?\s*\d+\s*(=|<>|!=|<|>)\s*\d+|\b(or|and)\s+(true|false|null|not)\b\s*(--|#|/\*|;|$)|\bor\s+['"]?\w+['"]?\s*=\s*['"]?\w+['"]?\s*(--|#|/\*|;))"#,
     ),
     (
         Category::SqlInjection,
@@ -170,7 +186,7 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::SqlInjection,
         "sql-functions",
-        r"\b(sleep\s*\(|benchmark\s*\(|pg_sleep\s*\(|waitfor\s+delay|load_file\s*\(|extractvalue\s*\(|updatexml\s*\(|utl_inaddr|dbms_pipe|xp_cmdshell|sp_executesql|exec\s+master|char\s*\(\s*\d+|concat(_ws)?\s*\(|group_concat|information_schema|sysobjects|sys\.tables|mysql\.user|pg_catalog|sqlite_master|@@version|version\s*\(\s*\)|database\s*\(\s*\)|user\s*\(\s*\)|into\s+(out|dump)file|procedure\s+analyse|order\s+by\s+\d+|group\s+by\s+\d+|having\s+\d+\s*=|[=,(]\s*0x[0-9a-f]{4,})",
+        r"\b(sleep\s*\(\s*\d|benchmark\s*\(\s*\d|pg_sleep\s*\(\s*\d|waitfor\s+delay|load_file\s*\(|extractvalue\s*\(|updatexml\s*\(|utl_inaddr|dbms_pipe|xp_cmdshell|sp_executesql|exec\s+master|char\s*\(\s*\d+|concat(_ws)?\s*\(|group_concat|information_schema|sysobjects|sys\.tables|mysql\.user|pg_catalog|sqlite_master|@@version|version\s*\(\s*\)|database\s*\(\s*\)|user\s*\(\s*\)|into\s+(out|dump)file|procedure\s+analyse|order\s+by\s+\d+|group\s+by\s+\d+|having\s+\d+\s*=|[=,(]\s*0x[0-9a-f]{4,})",
     ),
     (
         Category::SqlInjection,
@@ -187,7 +203,7 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::Xss,
         "xss-event-handler",
-        r#"(<[^>]*|["'\s])\bon[a-z]{3,}\s*=|\bon(error|load|click|mouse\w+|focus|blur|key\w+|pointer\w+|toggle|begin|end(ed)?|animation\w*|transition\w*|scroll|wheel|drag\w*|drop|copy|cut|paste|input|change|submit|reset|select|show|play|pause|message|popstate|hashchange|storage|resize|unload|beforeunload|afterprint|beforeprint|auxclick|contextmenu|dblclick|search|invalid|wheel)\b\s*(=|\()?"#,
+        r#"(<[^>]*|["'\s])\bon[a-z]{3,}\s*=|\bon(error|load|click|mouse\w+|focus|blur|key\w+|pointer\w+|toggle|begin|end(ed)?|animation\w*|transition\w*|scroll|wheel|drag\w*|drop|copy|cut|paste|input|change|submit|reset|select|show|play|pause|message|popstate|hashchange|storage|resize|unload|beforeunload|afterprint|beforeprint|auxclick|contextmenu|dblclick|search|invalid|wheel)\b\s*(=|\()"#,
     ),
     (
         Category::Xss,
@@ -197,23 +213,23 @@ pub const DEFAULT_RULES: &[(Category, &str, &str)] = &[
     (
         Category::Xss,
         "xss-dom-sink",
-        r#"\b(document\.(cookie|write|domain|location|url)|window\.(location|name)|innerhtml|outerhtml|srcdoc|location\.(search|hash|href)|importscripts|createobjecturl|eval\s*\(|settimeout\s*\(|setinterval\s*\(|new\s+function\s*\(|alert\s*[(`]|prompt\s*[(`]|confirm\s*[(`]|fromcharcode|atob\s*\(|\.constructor\s*\(|expression\s*\(|trustashtml|bypasssecuritytrust|\[\s*['"`](alert|prompt|confirm|eval)['"`]\s*\]|[:(,]\s*(alert|prompt|confirm)\s*[})]|\b(alert|prompt|confirm)\s*\.\s*(call|apply|bind)\b)"#,
+        r#"(\bdocument\.(cookie|domain|location|url)\b\s*([=+;,)\]}.]|$)|[=(+,]\s*document\.(cookie|domain|location|url)\b|\bdocument\.write(ln)?\s*\(|\bwindow\.(location|name)\b\s*([=+;,).]|$)|[=(+,]\s*window\.(location|name)\b|\.(inner|outer)html\s*\+?=|\bsrcdoc\s*=|\blocation\.(search|hash|href)\b\s*([=+;,)]|$)|[=(+,]\s*location\.(search|hash|href)\b|\bimportscripts\s*\(|\bcreateobjecturl\s*\(|\b(eval|settimeout|setinterval|atob)\s*\(\s*[^)\s]|\bnew\s+function\s*\(|\b(alert|prompt|confirm)\s*(\(\s*[^)\s]|`)|\bfromcharcode\b|\.constructor\s*\(|expression\s*\(|trustashtml|bypasssecuritytrust|\[\s*['"`](alert|prompt|confirm|eval)['"`]\s*\]|[:(,]\s*(alert|prompt|confirm)\s*[})]|\b(alert|prompt|confirm)\s*\.\s*(call|apply|bind)\b)"#,
     ),
     // --- code and template injection ---------------------------------------
     (
         Category::CodeInjection,
         "code-template-expression",
-        r"\$\{[^}]*[^\w\s}][^}]*\}|\{\{[^}]*[^\w\s}][^}]*\}\}|\{%\s*(import|include|set|for|if|exec|load|macro|debug|extends|block|raw)\b|<%[^%]*[^\w\s%][^%]*%>|#\{[^}]*[^\w\s}][^}]*\}",
+        r"(\$\{|\{\{|#\{)[^}]*(\d\s*[-*+/%]\s*\d|\(|['\x22\[]|__|\b(config|self|request|lipsum|cycler|joiner|namespace|url_for|get_flashed_messages|settings|runtime|process|require|system|exec|popen|getclass|forname|t\s*\(|java\.)\b)[^}]*\}|\{%\s*(import|include|exec|load|debug|extends)\b|\{%[^%]*(\(|['\x22\[]|__)[^%]*%\}|<%=?[^%]*(\d\s*[-*+/%]\s*\d|\(|['\x22\[]|__|\b(system|exec|runtime|process|require)\b)[^%]*%>",
     ),
     (
         Category::CodeInjection,
         "code-eval-exec",
-        r"\b(eval|exec|execfile|compile|system|popen|passthru|shell_exec|proc_open|assert|__import__|getattr|subprocess\.\w+|os\.(system|popen|exec\w*)|runtime\.getruntime|processbuilder|child_process|require\s*\(\s*['\x22]child_process)\s*\(",
+        r"\b(eval|exec|execfile|compile|system|popen|passthru|shell_exec|proc_open|assert|__import__|getattr|subprocess\.\w+|os\.(system|popen|exec\w*)|runtime\.getruntime|processbuilder|child_process|require\s*\(\s*['\x22]child_process)\s*\(\s*[^)\s]",
     ),
     (
         Category::CodeInjection,
         "code-python-dunder",
-        r"__(class|globals|builtins|subclasses|mro|bases|init|import)__",
+        r"__(class|globals|builtins|subclasses|mro|bases|init|import)__\s*[.(\[]|\.__(class|globals|builtins|subclasses|mro|bases|init|import)__",
     ),
     (
         Category::CodeInjection,
@@ -296,18 +312,13 @@ impl RuleSet {
     /// Every category that matches `text`, with the first matching rule of
     /// each, in category order. `categories` limits which are checked.
     pub fn screen(&self, text: &str, categories: &[Category]) -> Vec<Finding> {
-        let mut forms = vec![crate::inspection::normalization::normalize(text)];
-        // Words glued by invisible characters, read apart.
-        forms.extend(crate::inspection::normalization::normalize_spaced(text));
-        // Up to two layers of escaping (`%253C` is `<` encoded twice).
-        if let Some(once) = decode_escapes(text) {
-            if let Some(twice) = decode_escapes(&once) {
-                forms.push(crate::inspection::normalization::normalize(&twice));
-            }
-            forms.push(crate::inspection::normalization::normalize(&once));
-        }
+        self.screen_forms(&Forms::of(text), categories)
+    }
+
+    /// [`RuleSet::screen`] of a text whose forms are already built.
+    pub fn screen_forms(&self, forms: &Forms, categories: &[Category]) -> Vec<Finding> {
         let mut matched = vec![false; self.rules.len()];
-        for form in &forms {
+        for form in forms.all() {
             for i in self.set.matches(form.as_bytes()).iter() {
                 if let Some(m) = matched.get_mut(i) {
                     *m = true;
@@ -328,7 +339,7 @@ impl RuleSet {
             });
         }
         if categories.contains(&Category::SpecialCharacters)
-            && special_ratio(&forms[0]) > self.special_char_ratio
+            && special_ratio(&forms.normalized) > self.special_char_ratio
         {
             findings.push(Finding {
                 category: Category::SpecialCharacters,

@@ -16,12 +16,38 @@ pub enum BodyVerdict {
     Reject(Rejection),
 }
 
-/// A report-only match: which configured field, category and rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A report-only match: which configured field, category and rule, the
+/// scorer's score when it had one, and for a document the byte offset of
+/// the chunk it is in.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Flag {
     pub field: String,
     pub category: Category,
     pub rule_id: String,
+    pub score: Option<f32>,
+    pub offset: Option<u32>,
+}
+
+/// The value of `x-rag-guard-flags`: each flagged category once, in
+/// category order, comma-separated, with the highest score among its flags
+/// (three decimals) and, for a document, the first offset:
+/// `prompt_injection;score=0.963,document_injection;score=0.981;offset=5120`.
+pub fn flags_header(flags: &[Flag]) -> String {
+    let mut out = String::new();
+    for category in flag_categories(flags) {
+        let mine = || flags.iter().filter(move |f| f.category == category);
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(category.as_str());
+        if let Some(score) = mine().filter_map(|f| f.score).reduce(f32::max) {
+            out.push_str(&format!(";score={score:.3}"));
+        }
+        if let Some(offset) = mine().find_map(|f| f.offset) {
+            out.push_str(&format!(";offset={offset}"));
+        }
+    }
+    out
 }
 
 /// The distinct categories of `flags`, in category order (the value of
@@ -39,11 +65,15 @@ pub struct Rejection {
     pub detail: String,
     pub field: Option<String>,
     pub category: Option<Category>,
-    pub rule_id: Option<String>,
+    pub rule_id: Option<Box<str>>,
+    /// The scorer's score of the field, when it decided or had one.
+    pub score: Option<f32>,
+    /// For a document: the byte offset of the chunk the injection is in.
+    pub offset: Option<u32>,
     /// Short machine reason for events and metrics.
     pub reason: &'static str,
     /// For a 405: the `Allow` header.
-    pub allow: Option<String>,
+    pub allow: Option<Box<str>>,
 }
 
 impl Rejection {
@@ -54,6 +84,8 @@ impl Rejection {
             field: None,
             category: None,
             rule_id: None,
+            score: None,
+            offset: None,
             reason,
             allow: None,
         }
@@ -63,7 +95,7 @@ impl Rejection {
     /// `routes::OtherMethods::Refuse`).
     pub fn method_not_allowed(allow: String) -> Self {
         Rejection {
-            allow: Some(allow),
+            allow: Some(allow.into()),
             ..Rejection::new(405, "method_not_allowed", "Method Not Allowed")
         }
     }

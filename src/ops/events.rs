@@ -3,8 +3,9 @@
 //! `docs/events-and-metrics.md` documents every event and reason.
 //!
 //! `{"event", "reason", "status", "ip", "method", "path", "key_name",
-//! "key_id", "tier", "limit", "field", "category", "rule", "duration_us",
-//! "by", "addresses", "window_secs", "action", "suppressed"}`
+//! "key_id", "tier", "limit", "field", "category", "rule", "score",
+//! "offset", "duration_us", "by", "addresses", "window_secs", "action",
+//! "suppressed"}`
 //!
 //! `key_id` is the first 16 hex characters of the key's SHA-256. An event
 //! never holds a key, a secret, a header value other than these, or a body;
@@ -46,6 +47,13 @@ pub struct SecurityEvent {
     pub category: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The prompt-injection scorer's score of the field (0..1, three
+    /// decimals), when it had one; for a document, the byte offset of the
+    /// chunk the injection is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<Score>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
     /// For `auth_success`: microseconds the filter took to decide.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
@@ -63,6 +71,18 @@ pub struct SecurityEvent {
     /// For `events_suppressed`: lines left out since the last one written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<u64>,
+}
+
+/// A score in an event: written with three decimals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score(pub f32);
+
+impl Eq for Score {}
+
+impl Serialize for Score {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((f64::from(self.0) * 1000.0).round() / 1000.0)
+    }
 }
 
 /// How loud an event is (the Envoy log level it is written at).

@@ -34,6 +34,10 @@ def bad_configs():
          "events.max_per_second: must be 1..=1000000"),
         ("cluster-failure-mode", {"keys": [], "cluster": {"service": "s", "failure_mode": "open"}},
          'cluster.failure_mode: "open" is not one of deny, local'),
+        ("model-threshold", {"keys": [], "body_inspection": {"injection_model": {"threshold": 1.5}}},
+         "body_inspection.injection_model.threshold: must be between 0 and 1 (exclusive)"),
+        ("model-veto", {"keys": [], "body_inspection": {"injection_model": {"threshold": 0.6, "veto_below": 0.7}}},
+         "body_inspection.injection_model.veto_below: must be between 0 and the threshold (0.6)"),
     ]
 
 

@@ -1,0 +1,105 @@
+//! Screening a long text (an ingested document) for indirect prompt
+//! injection, in bounded memory.
+//!
+//! The text is cut into chunks of about [`CHUNK_BYTES`] at whitespace;
+//! each chunk is read once, normalized character by character as it is
+//! hashed (`normalization::for_each_screened_char`), into a weight sum, and
+//! each window of two neighbouring chunks is scored from the two sums.
+//! The first window at or above the threshold is the finding; its offset
+//! is the start of the window's chunk that scores higher alone. Nothing is
+//! copied: memory is constant whatever the document's size, time is
+//! linear in it.
+
+use super::model::{sigmoid, Model, Partial};
+
+/// Target chunk size in bytes; a chunk ends at the first ASCII whitespace
+/// at or after it (within [`CHUNK_SLACK`] bytes), else at a character
+/// boundary.
+pub const CHUNK_BYTES: usize = 256;
+pub const CHUNK_SLACK: usize = 64;
+
+/// A window that scored at or above the threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DocumentFinding {
+    /// Byte offset, in the field's text, of the chunk the injection is in.
+    pub offset: usize,
+    /// The window's score (0..1).
+    pub score: f32,
+}
+
+/// The end of the chunk that starts at `start`.
+fn chunk_end(text: &str, start: usize) -> usize {
+    let bytes = text.as_bytes();
+    let target = start + CHUNK_BYTES;
+    if target >= bytes.len() {
+        return bytes.len();
+    }
+    let slack = bytes.len().min(target + CHUNK_SLACK);
+    if let Some(i) = bytes
+        .get(target..slack)
+        .and_then(|s| s.iter().position(|b| b.is_ascii_whitespace()))
+    {
+        return target + i + 1;
+    }
+    let mut end = target;
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    end
+}
+
+/// The first window of `text` whose logit is at least `threshold_logit`.
+pub fn screen(model: &Model, text: &str, threshold_logit: f32) -> Option<DocumentFinding> {
+    let mut prev: Option<(usize, Partial)> = None;
+    let mut start = 0;
+    while start < text.len() {
+        let end = chunk_end(text, start);
+        let part = model.partial_of_raw(text.get(start..end).unwrap_or(""));
+        match prev {
+            Some((prev_start, prev_part)) => {
+                let z = model.logit(prev_part.plus(part));
+                if z >= threshold_logit {
+                    let offset = if model.logit(prev_part) >= model.logit(part) {
+                        prev_start
+                    } else {
+                        start
+                    };
+                    return Some(DocumentFinding {
+                        offset,
+                        score: sigmoid(z),
+                    });
+                }
+            }
+            // A text of one chunk is one window.
+            None if end == text.len() => {
+                let z = model.logit(part);
+                return (z >= threshold_logit).then(|| DocumentFinding {
+                    offset: 0,
+                    score: sigmoid(z),
+                });
+            }
+            None => {}
+        }
+        prev = Some((start, part));
+        start = end;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_end_at_whitespace_or_a_char_boundary() {
+        let text = format!("{} tail", "a".repeat(400));
+        // No whitespace within the slack after 256: a boundary at 256.
+        assert_eq!(chunk_end(&text, 0), 256);
+        let spaced = "word ".repeat(100);
+        let end = chunk_end(&spaced, 0);
+        assert!(end > 256 && end <= 256 + CHUNK_SLACK && spaced.as_bytes()[end - 1] == b' ');
+        let wide = "\u{e9}".repeat(200);
+        assert!(wide.is_char_boundary(chunk_end(&wide, 0)));
+        assert_eq!(chunk_end("short", 0), 5);
+    }
+}

@@ -1,0 +1,230 @@
+//! The features the prompt-injection scorer reads from a normalized text:
+//! hashed word unigrams, word bigrams and per-word character trigrams.
+//!
+//! Tokens are runs of letters and digits (any script) and single other
+//! characters (`<`, `:`, `[`); spaces separate them. Each token gives its
+//! unigram and, with the token before it, a bigram; each word also gives
+//! the character trigrams of its first [`MAX_TRIGRAM_WORD`] characters,
+//! with a begin and (for a word no longer than that) an end marker (`^ig`, `ign`, ..., `re$`), so that
+//! `ignora`, `ignorieren` and `1gn0re` share features with `ignore` and a
+//! word glued to the next one still shares most of its trigrams.
+//!
+//! A feature is a 32-bit hash; the model keeps its low bits. Hashing is one
+//! multiply per character plus one per feature, no allocation. Training
+//! reads the same features through `rag-guard features` (train/train.py),
+//! so there is one implementation.
+
+/// Characters of a word whose trigrams are features: a longer run (base64
+/// blobs, hex) adds nothing more per character.
+pub const MAX_TRIGRAM_WORD: usize = 32;
+
+use crate::inspection::normalization::for_each_screened_char;
+
+const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+const FNV_PRIME: u64 = 0x0100_0000_01B3;
+const FNV_BASIS: u64 = 0xCBF2_9CE4_8422_2325;
+const BEGIN: u64 = 0x11_0000;
+const END: u64 = 0x11_0001;
+const SALT_UNIGRAM: u64 = 0x5555_0000_0000_0001;
+const SALT_BIGRAM: u64 = 0x3333_0000_0000_0002;
+const TAG_TRIGRAM: u64 = 1 << 63;
+
+fn finish(h: u64) -> u32 {
+    let x = h.wrapping_mul(MUL);
+    ((x >> 32) ^ x) as u32
+}
+
+/// The running state over one text.
+struct Hasher<F: FnMut(u32)> {
+    emit: F,
+    /// Hash of the previous token, for bigrams (when `has_prev`).
+    prev: u64,
+    has_prev: bool,
+    /// The word being read (when `in_word`): its hash, its length, and its
+    /// last two characters as `older | newer << 21` (a trigram's key is
+    /// `older | newer << 21 | next << 42`, tagged; the begin and end
+    /// markers are the code points after U+10FFFF).
+    in_word: bool,
+    word: u64,
+    len: usize,
+    pair: u64,
+}
+
+impl<F: FnMut(u32)> Hasher<F> {
+    fn new(emit: F) -> Self {
+        Hasher {
+            emit,
+            prev: 0,
+            has_prev: false,
+            in_word: false,
+            word: 0,
+            len: 0,
+            pair: 0,
+        }
+    }
+
+    fn token(&mut self, h: u64) {
+        (self.emit)(finish(h ^ SALT_UNIGRAM));
+        if self.has_prev {
+            (self.emit)(finish(self.prev.wrapping_mul(FNV_PRIME) ^ h ^ SALT_BIGRAM));
+        }
+        (self.prev, self.has_prev) = (h, true);
+    }
+
+    #[inline(always)]
+    fn letter(&mut self, c: u64) {
+        if !self.in_word {
+            (self.in_word, self.word, self.len, self.pair) = (true, FNV_BASIS, 0, BEGIN << 21);
+        }
+        self.word = (self.word ^ c).wrapping_mul(FNV_PRIME);
+        // From the second character on, within the first MAX_TRIGRAM_WORD.
+        if self.len.wrapping_sub(1) < MAX_TRIGRAM_WORD - 1 {
+            (self.emit)(finish(self.pair | c << 42 | TAG_TRIGRAM));
+        }
+        self.pair = self.pair >> 21 | c << 21;
+        self.len += 1;
+    }
+
+    fn end_word(&mut self) {
+        if self.in_word {
+            self.in_word = false;
+            if self.len <= MAX_TRIGRAM_WORD {
+                (self.emit)(finish(self.pair | END << 42 | TAG_TRIGRAM));
+            }
+            self.token(self.word);
+        }
+    }
+
+    fn symbol(&mut self, c: u64) {
+        self.end_word();
+        self.token((FNV_BASIS ^ c).wrapping_mul(FNV_PRIME) ^ 0x7f);
+    }
+}
+
+/// Calls `emit` with every feature of `normalized` (the screening form of
+/// `normalization::normalize`), in text order, repeats included.
+pub fn for_each_feature(normalized: &str, emit: impl FnMut(u32)) {
+    let mut h = Hasher::new(emit);
+    if normalized.is_ascii() {
+        for &b in normalized.as_bytes() {
+            ascii_byte(&mut h, b);
+        }
+    } else {
+        for c in normalized.chars() {
+            if c.is_alphanumeric() {
+                h.letter(u64::from(u32::from(c)));
+            } else if c.is_whitespace() {
+                h.end_word();
+            } else {
+                h.symbol(u64::from(u32::from(c)));
+            }
+        }
+    }
+    h.end_word();
+}
+
+#[inline(always)]
+fn ascii_byte<F: FnMut(u32)>(h: &mut Hasher<F>, b: u8) {
+    if b.is_ascii_alphanumeric() {
+        h.letter(u64::from(b));
+    } else if b == b' ' {
+        h.end_word();
+    } else {
+        h.symbol(u64::from(b));
+    }
+}
+
+/// [`for_each_feature`] of `normalize(raw)`, without building the
+/// normalized text (see `normalization::for_each_screened_char`): the
+/// document screening reads chunks of a large text through this.
+pub fn for_each_feature_of_raw(raw: &str, emit: impl FnMut(u32)) {
+    let mut h = Hasher::new(emit);
+    for_each_screened_char(raw, |c| {
+        if c.is_ascii() {
+            ascii_byte(&mut h, c as u8);
+        } else if c.is_alphanumeric() {
+            h.letter(u64::from(u32::from(c)));
+        } else if c.is_whitespace() {
+            h.end_word();
+        } else {
+            h.symbol(u64::from(u32::from(c)));
+        }
+    });
+    h.end_word();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspection::normalization::normalize;
+
+    fn features(text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        for_each_feature(text, |f| out.push(f));
+        out
+    }
+
+    #[test]
+    fn counts_by_kind() {
+        // "ab cd": trigrams ^ab, ab$ and ^cd, cd$; unigrams ab, cd; one bigram.
+        assert_eq!(features("ab cd").len(), 7);
+        // A symbol is a token: "a<" has ^a$, a, <, bigram (a, <).
+        assert_eq!(features("a<").len(), 4);
+        assert!(features("").is_empty());
+        // A long run gives the trigrams of its start and its unigram.
+        assert_eq!(
+            features(&"x".repeat(MAX_TRIGRAM_WORD + 100)).len(),
+            MAX_TRIGRAM_WORD
+        );
+        assert_eq!(
+            features(&"x".repeat(MAX_TRIGRAM_WORD)).len(),
+            MAX_TRIGRAM_WORD + 1
+        );
+    }
+
+    #[test]
+    fn related_words_share_trigrams() {
+        let a = features("ignore");
+        let b = features("ignorieren");
+        let shared = a.iter().filter(|f| b.contains(f)).count();
+        assert!(shared >= 4, "{shared}");
+        assert_ne!(features("ignore previous"), features("previous ignore"));
+    }
+
+    #[test]
+    fn the_ascii_path_matches_the_char_path() {
+        // The same word in ASCII and next to a non-ASCII character.
+        let ascii = features("ignore all");
+        let mixed = features("ignore all \u{e9}");
+        assert_eq!(&mixed[..ascii.len()], &ascii[..]);
+    }
+
+    #[test]
+    fn raw_features_are_those_of_the_normalized_text() {
+        for raw in [
+            "Ignore  ALL\tprevious\r\n instructions!",
+            "  lead and trail  ",
+            "a\u{0}b\u{7f}c <script>",
+            "",
+            "R\u{e9}sum\u{e9} \u{ff29}gnore\u{200b}me \u{65e5}\u{672c}\u{8a9e} \u{fb01}n \u{a0}x",
+        ] {
+            let mut direct = Vec::new();
+            for_each_feature_of_raw(raw, |f| direct.push(f));
+            assert_eq!(direct, features(&normalize(raw)), "{raw:?}");
+        }
+    }
+
+    /// The training data's features are these hashes: a change here must
+    /// be followed by `make train` (and this constant updated).
+    #[test]
+    fn hashes_are_stable() {
+        let sum = features("Ignore previous instructions, résumé 日本語!")
+            .iter()
+            .fold(0u64, |acc, f| {
+                acc.wrapping_mul(31).wrapping_add(u64::from(*f))
+            });
+        assert_eq!(sum, FINGERPRINT);
+    }
+
+    const FINGERPRINT: u64 = 15_796_439_983_044_975_892;
+}
