@@ -17,8 +17,11 @@ lines are assigned to families by their surface form:
   false-positive lists, the CRS cases).
 
 Families written for rag-guard (tests/data/README.md): malicious
-`rg-attacks` (train_attacks.jsonl), benign `rg-benign` (train_benign.txt)
-and `rg-documents` (train_documents.txt). Held out from all training, for
+`rg-attacks` (train_attacks.jsonl) and `rg-attacks-b` (train_attacks_b.jsonl,
+written separately in other styles), benign `rg-benign` (train_benign.txt),
+`rg-benign-b` (train_benign_b.txt) and `rg-documents` (train_documents.txt),
+and `rg-poisoned`, made of two of them (our attacks planted in our
+paragraphs). Held out from all training, for
 evaluation only: hard_benign.txt, own_attacks.jsonl, documents_eval.jsonl.
 """
 
@@ -97,15 +100,22 @@ def training_families() -> dict[str, tuple[int, list[str]]]:
         fams.setdefault(benign_family(text), (0, []))[1].append(text)
     attacks = [json.loads(l)["text"] for l in lines(DATA / "train_attacks.jsonl")]
     fams["rg-attacks"] = (1, attacks)
+    fams["rg-attacks-b"] = (1, [json.loads(l)["text"] for l in lines(DATA / "train_attacks_b.jsonl")])
     fams["rg-benign"] = (0, lines(DATA / "train_benign.txt"))
     fams["rg-benign-b"] = (0, lines(DATA / "train_benign_b.txt"))
-    fams["rg-documents"] = (0, lines(DATA / "train_documents.txt"))
-    fams["rg-poisoned"] = (1, poisoned(fams["rg-documents"][1], attacks))
+    paragraphs = lines(DATA / "train_documents.txt")
+    # Documents come to the scorer in windows of about 512 bytes: the
+    # paragraphs (about 400-600) and pairs of neighbours cut to that size.
+    fams["rg-documents"] = (0, paragraphs + [
+        f"{a} {b}"[:560] for a, b in zip(paragraphs, paragraphs[1:] + paragraphs[:1])])
+    indirect = [json.loads(l)["text"] for l in lines(DATA / "train_indirect.jsonl")]
+    fams["rg-indirect"] = (1, indirect)
+    fams["rg-poisoned"] = (1, poisoned(paragraphs, attacks) + poisoned(paragraphs[::-1], indirect))
     return fams
 
 
 # Families made from others: left out of training whenever one of those is.
-DERIVED = {"rg-poisoned": {"rg-documents", "rg-attacks"}}
+DERIVED = {"rg-poisoned": {"rg-documents", "rg-attacks", "rg-indirect"}}
 
 
 def poisoned(paragraphs: list[str], attacks: list[str]) -> list[str]:

@@ -1,5 +1,5 @@
-//! Screening a long text (an ingested document) for indirect prompt
-//! injection, in bounded memory.
+//! Screening a long text (an ingested document, or a long question) in
+//! windows, in bounded memory.
 //!
 //! The text is cut into chunks of about [`CHUNK_BYTES`] at whitespace;
 //! each chunk is read once, normalized character by character as it is
@@ -48,43 +48,82 @@ fn chunk_end(text: &str, start: usize) -> usize {
     end
 }
 
-/// The first window of `text` whose logit is at least `threshold_logit`.
-pub fn screen(model: &Model, text: &str, threshold_logit: f32) -> Option<DocumentFinding> {
+/// Calls `visit(logit, offset)` for each window of `text` (two
+/// neighbouring chunks; a text of one chunk is one window), in order, until
+/// it returns false; `offset` is the start of the window's chunk that
+/// scores higher alone. `normalized`: the text is already in screening form
+/// (a question's forms), else it is normalized as it is read (a document).
+pub fn for_each_window(
+    model: &Model,
+    text: &str,
+    normalized: bool,
+    mut visit: impl FnMut(f32, usize) -> bool,
+) {
+    let partial = |chunk: &str| {
+        if normalized {
+            model.partial(chunk)
+        } else {
+            model.partial_of_raw(chunk)
+        }
+    };
     let mut prev: Option<(usize, Partial)> = None;
     let mut start = 0;
     while start < text.len() {
         let end = chunk_end(text, start);
-        let part = model.partial_of_raw(text.get(start..end).unwrap_or(""));
+        let part = partial(text.get(start..end).unwrap_or(""));
         match prev {
             Some((prev_start, prev_part)) => {
-                let z = model.logit(prev_part.plus(part));
-                if z >= threshold_logit {
-                    let offset = if model.logit(prev_part) >= model.logit(part) {
-                        prev_start
-                    } else {
-                        start
-                    };
-                    return Some(DocumentFinding {
-                        offset,
-                        score: sigmoid(z),
-                    });
+                let offset = if model.logit(prev_part) >= model.logit(part) {
+                    prev_start
+                } else {
+                    start
+                };
+                if !visit(model.logit(prev_part.plus(part)), offset) {
+                    return;
                 }
             }
-            // A text of one chunk is one window.
             None if end == text.len() => {
-                let z = model.logit(part);
-                return (z >= threshold_logit).then(|| DocumentFinding {
-                    offset: 0,
-                    score: sigmoid(z),
-                });
+                visit(model.logit(part), 0);
+                return;
             }
             None => {}
         }
         prev = Some((start, part));
         start = end;
     }
-    None
 }
+
+/// The first window of a document whose logit is at least
+/// `threshold_logit`.
+pub fn screen(model: &Model, text: &str, threshold_logit: f32) -> Option<DocumentFinding> {
+    let mut found = None;
+    for_each_window(model, text, false, |z, offset| {
+        if z >= threshold_logit {
+            found = Some(DocumentFinding {
+                offset,
+                score: sigmoid(z),
+            });
+        }
+        found.is_none()
+    });
+    found
+}
+
+/// The highest window logit of a normalized text.
+pub fn max_window_logit(model: &Model, normalized: &str) -> f32 {
+    let mut best = f32::NEG_INFINITY;
+    for_each_window(model, normalized, true, |z, _| {
+        best = best.max(z);
+        true
+    });
+    best
+}
+
+/// Texts up to this many bytes are scored whole; longer ones by their
+/// best window, so that a long text does not score higher for its length
+/// alone (the logit of a whole text grows with the square root of its
+/// length when its features lean one way).
+pub const WHOLE_TEXT_BYTES: usize = 2 * CHUNK_BYTES + CHUNK_SLACK;
 
 #[cfg(test)]
 mod tests {

@@ -63,6 +63,7 @@ impl<F: FnMut(u32)> Hasher<F> {
         }
     }
 
+    #[inline(always)]
     fn token(&mut self, h: u64) {
         (self.emit)(finish(h ^ SALT_UNIGRAM));
         if self.has_prev {
@@ -85,6 +86,7 @@ impl<F: FnMut(u32)> Hasher<F> {
         self.len += 1;
     }
 
+    #[inline(always)]
     fn end_word(&mut self) {
         if self.in_word {
             self.in_word = false;
@@ -139,17 +141,28 @@ fn ascii_byte<F: FnMut(u32)>(h: &mut Hasher<F>, b: u8) {
 /// document screening reads chunks of a large text through this.
 pub fn for_each_feature_of_raw(raw: &str, emit: impl FnMut(u32)) {
     let mut h = Hasher::new(emit);
-    for_each_screened_char(raw, |c| {
-        if c.is_ascii() {
-            ascii_byte(&mut h, c as u8);
-        } else if c.is_alphanumeric() {
-            h.letter(u64::from(u32::from(c)));
-        } else if c.is_whitespace() {
-            h.end_word();
-        } else {
-            h.symbol(u64::from(u32::from(c)));
+    if raw.is_ascii() {
+        // Most documents: one tight loop, the state in registers.
+        for &b in raw.as_bytes() {
+            match b {
+                b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => h.end_word(),
+                0..=0x1f | 0x7f => {}
+                _ => ascii_byte(&mut h, b.to_ascii_lowercase()),
+            }
         }
-    });
+    } else {
+        for_each_screened_char(raw, |c| {
+            if c.is_ascii() {
+                ascii_byte(&mut h, c as u8);
+            } else if c.is_alphanumeric() {
+                h.letter(u64::from(u32::from(c)));
+            } else if c.is_whitespace() {
+                h.end_word();
+            } else {
+                h.symbol(u64::from(u32::from(c)));
+            }
+        });
+    }
     h.end_word();
 }
 

@@ -55,10 +55,18 @@ impl Scorer {
         }
     }
 
-    /// The highest logit among the forms of a text.
+    /// The highest logit among the forms of a text: each scored whole
+    /// when short, by its best window when long
+    /// ([`document::WHOLE_TEXT_BYTES`]).
     pub fn logit<'a>(&self, forms: impl Iterator<Item = &'a str>) -> f32 {
         forms
-            .map(|f| self.model.logit(self.model.partial(f)))
+            .map(|f| {
+                if f.len() <= document::WHOLE_TEXT_BYTES {
+                    self.model.logit(self.model.partial(f))
+                } else {
+                    document::max_window_logit(&self.model, f)
+                }
+            })
             .fold(f32::NEG_INFINITY, f32::max)
     }
 

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | 0..4 | magic `RGPI` |
 //! | 4 | format version, 1 |
-//! | 5 | `bits`: the table has `2^bits` weights (10..=20) |
+//! | 5 | `bits`: the table has `2^bits` weights (15, [`BITS`]) |
 //! | 6..8 | reserved, 0 |
 //! | 8..12 | `scale` (f32): a weight is `scale * q` for its byte `q` (i8) |
 //! | 12..16 | `bias` (f32) |
@@ -26,13 +26,17 @@ use super::features::{for_each_feature, for_each_feature_of_raw};
 const MAGIC: &[u8; 4] = b"RGPI";
 const VERSION: u8 = 1;
 const HEADER: usize = 24;
+/// The table has 2^BITS weights (the filter's one size; train/train.py
+/// writes the same).
+pub const BITS: u8 = 15;
+const TABLE: usize = 1 << BITS;
 
 /// A parsed model, borrowing its weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Model {
-    /// One i8 per weight, stored as its byte.
-    weights: &'static [u8],
-    mask: u32,
+    /// One i8 per weight, stored as its byte (a fixed size: indexing
+    /// with a masked feature needs no bounds check).
+    weights: &'static [u8; TABLE],
     scale: f32,
     bias: f32,
     /// The threshold the training chose for a question (a probability).
@@ -76,14 +80,15 @@ impl Model {
             ));
         }
         let bits = bytes.get(5).copied().unwrap_or(0);
-        if !(10..=20).contains(&bits) {
-            return Err(format!("model table of 2^{bits} weights (10..=20)"));
+        if bits != BITS {
+            return Err(format!(
+                "model table of 2^{bits} weights, expected 2^{BITS}"
+            ));
         }
-        let size = 1usize << bits;
-        let table = bytes
+        let table: &'static [u8; TABLE] = bytes
             .get(HEADER..)
-            .filter(|t| t.len() == size)
-            .ok_or(format!("model table is not {size} bytes"))?;
+            .and_then(|t| t.try_into().ok())
+            .ok_or(format!("model table is not {TABLE} bytes"))?;
         let header = |at| f32_at(bytes, at).filter(|v| v.is_finite());
         let (Some(scale), Some(bias), Some(threshold), Some(document_threshold)) =
             (header(8), header(12), header(16), header(20))
@@ -95,7 +100,6 @@ impl Model {
         }
         Ok(Model {
             weights: table,
-            mask: (size - 1) as u32,
             scale,
             bias,
             threshold,
@@ -108,10 +112,9 @@ impl Model {
         self.weights.len()
     }
 
+    #[inline(always)]
     fn weight(&self, feature: u32) -> i32 {
-        self.weights
-            .get((feature & self.mask) as usize)
-            .map_or(0, |w| i32::from(*w as i8))
+        i32::from(self.weights[feature as usize & (TABLE - 1)] as i8)
     }
 
     /// The weight sum of a normalized text.
@@ -180,8 +183,8 @@ mod tests {
 
     #[test]
     fn parses_and_scores() {
-        let m = Model::parse(file(10, &[1; 1024], -1.0)).unwrap();
-        assert_eq!(m.size(), 1024);
+        let m = Model::parse(file(BITS, &[1; TABLE], -1.0)).unwrap();
+        assert_eq!(m.size(), TABLE);
         assert_eq!(m.threshold, 0.8);
         // Every weight is 1: sum = n, logit = -1 + 0.5 * n / sqrt(n).
         let p = m.partial("ab cd");
@@ -195,7 +198,7 @@ mod tests {
     #[test]
     fn refuses_bad_files() {
         assert!(Model::parse(b"XXXX").is_err());
-        let good = file(10, &[], 0.0);
+        let good = file(BITS, &[], 0.0);
         assert!(Model::parse(&good[..good.len() - 1]).is_err());
         let mut bad = good.to_vec();
         bad[5] = 30;
