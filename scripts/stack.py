@@ -155,12 +155,31 @@ def metrics_port(envoy: "Envoy") -> int:
     return listener["address"]["socket_address"]["port_value"]
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback port nothing listens on, below Linux's ephemeral range
+    (32768-60999): a port the OS handed out for binding port 0 can be taken
+    by any outgoing connection (Envoy to its upstream, the cluster service
+    to Redis) before the server meant for it binds it. Never the same port
+    twice in one process."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        if port in _GIVEN_PORTS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free loopback port in 20000-32767 after 200 tries")
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:

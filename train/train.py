@@ -180,11 +180,14 @@ def rule_flags(texts: list[str]) -> list[list[str]]:
     return [json.loads(r).get("categories", []) for r in rows]
 
 
-def combined(flags: list[str], score: float, threshold: float) -> bool:
+def combined(flags: list[str], score: float, threshold: float, veto: float = VETO_BELOW) -> bool:
     """The filter's decision with every category blocking."""
     other = any(c != "prompt_injection" for c in flags)
-    ruled_pi = "prompt_injection" in flags and score >= VETO_BELOW
+    ruled_pi = "prompt_injection" in flags and score >= veto
     return other or ruled_pi or score >= threshold
+
+
+VETOES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 
 
 def cross_source() -> None:
@@ -192,6 +195,7 @@ def cross_source() -> None:
     print(f"cross-source: each family scored by a model trained on the others "
           f"(thresholds re-chosen on the rest); detection for attacks, false positives for benign")
     print(f"{'family':<14}{'kind':<8}{'n':>6}{'rules only':>12}{'scorer only':>13}{'rules+scorer':>14}{'threshold':>11}")
+    pooled: dict[int, list] = {0: [], 1: []}
     for name, (label, items) in fams.items():
         if name in sources.DERIVED:
             # Made of other families' texts: not a source of its own.
@@ -209,6 +213,20 @@ def cross_source() -> None:
         both = np.mean([combined(f, s, t) for f, s in zip(flags, scores)])
         kind = "attack" if label else "benign"
         print(f"{name:<14}{kind:<8}{len(items):>6}{rules:>12.1%}{scorer:>13.1%}{both:>14.1%}{t:>11.4f}")
+        pooled[label].append((name, [bool(f) for f in flags], scores >= t,
+                              {v: [combined(f, s, t, v) for f, s in zip(flags, scores)] for v in VETOES}))
+    def share(rows, pick) -> str:
+        hits = [h for row in rows for h in pick(row)]
+        return f"{np.mean(hits):.1%}"
+    attacks = pooled[1]
+    benign = [r for r in pooled[0] if r[0] not in ("rg-documents", "strings")]
+    print(f"pooled over the attack families ({sum(len(r[1]) for r in attacks)} texts): rules only "
+          f"{share(attacks, lambda r: r[1])}, scorer only {share(attacks, lambda r: r[2])}, rules+scorer "
+          f"{share(attacks, lambda r: r[3][VETO_BELOW])}")
+    print("veto_below: pooled attack detection / false positives on the benign question families "
+          "(questions, chat, rg-benign, rg-benign-b), rules+scorer:")
+    print("  " + ", ".join(f"{v}: {share(attacks, lambda r: r[3][v])} / {share(benign, lambda r: r[3][v])}"
+                           for v in VETOES))
 
 
 def scan_scores(texts: list[str], config: dict | None = None, route: str = "/query", field: str = "question"):
