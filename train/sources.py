@@ -103,6 +103,7 @@ def training_families() -> dict[str, tuple[int, list[str]]]:
     fams["rg-attacks-b"] = (1, [json.loads(l)["text"] for l in lines(DATA / "train_attacks_b.jsonl")])
     fams["rg-benign"] = (0, lines(DATA / "train_benign.txt"))
     fams["rg-benign-b"] = (0, lines(DATA / "train_benign_b.txt"))
+    fams["rg-meta"] = (0, lines(DATA / "train_meta.txt"))
     paragraphs = lines(DATA / "train_documents.txt")
     # Documents come to the scorer in windows of about 512 bytes: the
     # paragraphs (about 400-600) and pairs of neighbours cut to that size.

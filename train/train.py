@@ -50,7 +50,7 @@ BENIGN_FP = 0.005
 # ...and a document threshold at most this share of document paragraphs'.
 DOCUMENT_FP = 0.002
 MIN_THRESHOLD = 0.5
-VETO_BELOW = 0.2
+VETO_BELOW = 0.3
 
 
 def escape(text: str) -> str:
@@ -66,15 +66,15 @@ def run_cli(args: list[str], texts: list[str]) -> list[str]:
 
 
 def features(texts: list[str]) -> csr_matrix:
-    """Counts of each hashed feature, each row scaled by 1/sqrt(its count)
-    (the filter's `logit`)."""
+    """Each distinct hashed feature of a text once, the row scaled to unit
+    length (the filter's `logit`: sum / sqrt(distinct features))."""
     indptr, indices, values = [0], [], []
     for row in run_cli(["features", "--bits", str(BITS)], texts):
         idx = np.array([int(x) for x in row.split()], dtype=np.int64)
         if len(idx):
-            uniq, counts = np.unique(idx, return_counts=True)
+            uniq = np.unique(idx)
             indices.extend(uniq.tolist())
-            values.extend((counts / np.sqrt(len(idx))).tolist())
+            values.extend([1.0 / np.sqrt(len(uniq))] * len(uniq))
         indptr.append(len(indices))
     return csr_matrix((values, indices, indptr), shape=(len(texts), 1 << BITS), dtype=np.float64)
 
@@ -285,6 +285,7 @@ def held_out_sets() -> None:
         poisoned = [(d, r) for d, r in zip(docs, v) if d["label"] == "poisoned"]
         clean = [(d, r) for d, r in zip(docs, v) if d["label"] == "clean"]
         hit = [(d, r) for d, r in poisoned if r["verdict"] != "pass"]
+        assert all(d["text"].encode().find(d["planted"].encode()) >= 0 for d, _ in poisoned)
         near = [1 for d, r in hit
                 if abs(d["text"].encode().find(d["planted"].encode()) - (r.get("offset") or 0)) <= 600]
         fp = sum(r["verdict"] != "pass" for _, r in clean)

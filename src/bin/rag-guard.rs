@@ -24,6 +24,8 @@ use rag_guard::auth::digest::sha256_hex;
 use rag_guard::config::{self, is_plain_name};
 use rag_guard::inspection::forms::Forms;
 use rag_guard::inspection::normalization::normalize;
+use rag_guard::inspection::routes::FieldKind;
+use rag_guard::inspection::rules::Category;
 use rag_guard::inspection::scorer::{self, features::for_each_feature, model::sigmoid};
 use rag_guard::inspection::verdict::{flag_categories, BodyVerdict};
 
@@ -233,6 +235,10 @@ fn scan(args: &[String]) -> Result<(), String> {
         .ok_or(format!(
             "no inspected route {method} {route} in the configuration"
         ))?;
+    let document_field = matches!(
+        rule.fields.get(&field).map(|f| &f.kind),
+        Some(FieldKind::String { screen, .. }) if screen.contains(&Category::DocumentInjection)
+    );
     let stdin = std::io::stdin();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for line in stdin.lock().lines() {
@@ -261,8 +267,14 @@ fn scan(args: &[String]) -> Result<(), String> {
         };
         if with_scores {
             if let Some(scorer) = &inspection.scorer {
-                let forms = Forms::of(&text);
-                let score = sigmoid(scorer.logit(forms.all()));
+                // A document field: its best window, as the document
+                // screening reads it; else the question's score.
+                let logit = if document_field {
+                    scorer.best_document_logit(&text)
+                } else {
+                    scorer.logit(Forms::of(&text).all())
+                };
+                let score = sigmoid(logit);
                 verdict["score"] = serde_json::json!((f64::from(score) * 1e4).round() / 1e4);
             }
         }

@@ -40,8 +40,9 @@ struct RawInjectionModel {
     threshold: Option<f32>,
     #[serde(default)]
     document_threshold: Option<f32>,
-    #[serde(default = "default_veto_below")]
-    veto_below: f32,
+    /// Default: [`DEFAULT_VETO_BELOW`], or the threshold if lower.
+    #[serde(default)]
+    veto_below: Option<f32>,
 }
 
 impl Default for RawInjectionModel {
@@ -50,7 +51,7 @@ impl Default for RawInjectionModel {
             mode: default_model_mode(),
             threshold: None,
             document_threshold: None,
-            veto_below: default_veto_below(),
+            veto_below: None,
         }
     }
 }
@@ -59,12 +60,8 @@ fn default_model_mode() -> Action {
     Action::Block
 }
 
-/// See docs/body-inspection.md for the measurement behind it.
-pub const DEFAULT_VETO_BELOW: f32 = 0.2;
-
-fn default_veto_below() -> f32 {
-    DEFAULT_VETO_BELOW
-}
+/// See docs/detection.md for the measurement behind it.
+pub const DEFAULT_VETO_BELOW: f32 = 0.3;
 
 impl Default for RawBodyInspection {
     fn default() -> Self {
@@ -203,6 +200,25 @@ pub(super) fn parse_config(raw: RawBodyInspection) -> Result<BodyInspection, (St
         }
     };
     let scorer = parse_scorer(&raw.injection_model)?;
+    if scorer.is_none() {
+        let screened = routes.iter().enumerate().find_map(|(i, r)| {
+            r.fields
+                .iter()
+                .find(|(_, f)| match &f.kind {
+                    FieldKind::String { screen, .. } => {
+                        screen.contains(&Category::DocumentInjection)
+                    }
+                    _ => false,
+                })
+                .map(|(name, _)| format!("body_inspection.routes[{i}].fields.{name}.screen"))
+        });
+        if let Some(path) = screened {
+            return Err((
+                path,
+                "document_injection needs the scorer (injection_model.mode block or report)".into(),
+            ));
+        }
+    }
     Ok(BodyInspection {
         routes,
         actions,
@@ -215,31 +231,33 @@ pub(super) fn parse_config(raw: RawBodyInspection) -> Result<BodyInspection, (St
 
 fn parse_scorer(raw: &RawInjectionModel) -> Result<Option<Scorer>, (String, String)> {
     let field = |f: &str| format!("body_inspection.injection_model.{f}");
-    if raw.mode == Action::Off {
-        return Ok(None);
-    }
+    let probability = |name: &str, value: Option<f32>| match value {
+        Some(v) if !(v > 0.0 && v < 1.0) => Err((
+            field(name),
+            "must be between 0 and 1 (exclusive)".to_string(),
+        )),
+        _ => Ok(()),
+    };
+    probability("threshold", raw.threshold)?;
+    probability("document_threshold", raw.document_threshold)?;
     let model = scorer::embedded().map_err(|m| (field("mode"), format!("embedded model: {m}")))?;
     let threshold = raw.threshold.unwrap_or(model.threshold);
     let document_threshold = raw.document_threshold.unwrap_or(model.document_threshold);
-    for (name, value) in [
-        ("threshold", threshold),
-        ("document_threshold", document_threshold),
-    ] {
-        if !(value > 0.0 && value < 1.0) {
-            return Err((field(name), "must be between 0 and 1 (exclusive)".into()));
-        }
-    }
-    if !(raw.veto_below >= 0.0 && raw.veto_below <= threshold) {
+    let veto_below = raw.veto_below.unwrap_or(DEFAULT_VETO_BELOW.min(threshold));
+    if !(veto_below >= 0.0 && veto_below <= threshold) {
         return Err((
             field("veto_below"),
             format!("must be between 0 and the threshold ({threshold})"),
         ));
     }
+    if raw.mode == Action::Off {
+        return Ok(None);
+    }
     Ok(Some(Scorer::new(
         model,
         threshold,
         document_threshold,
-        raw.veto_below,
+        veto_below,
     )))
 }
 

@@ -277,7 +277,8 @@ impl BodyInspection {
                 .iter()
                 .position(|m| m.category == Category::PromptInjection);
             match ruled {
-                Some(i) if scorer.vetoes(logit) => {
+                // Only a blocking scorer vetoes: in report mode it observes.
+                Some(i) if self.model_action == Action::Block && scorer.vetoes(logit) => {
                     matches.remove(i);
                 }
                 Some(i) => {
@@ -710,19 +711,23 @@ mod model_tests {
     }
 
     #[test]
-    fn a_long_question_is_scored_by_windows_not_by_its_length() {
+    fn repeating_a_text_does_not_raise_its_score() {
         let bi = inspection(json!({}));
         let scorer = bi.scorer.unwrap();
         let paragraph = REPORT.join(" ");
-        let long = [paragraph.as_str(); 4].join(" ");
-        let longer = [paragraph.as_str(); 8].join(" ");
+        let long = [paragraph.as_str(); 8].join(" ");
         let score = |t: &str| scorer.logit(std::iter::once(normalize(t).as_str()));
         let whole = |t: &str| scorer.model.logit(scorer.model.partial(&normalize(t)));
-        // By windows, twice the text scores the same; scored whole, it
-        // would score higher for its length alone.
-        assert!((score(&longer) - score(&long)).abs() < 0.3);
-        assert!(whole(&longer) > score(&longer) + 1.0, "{}", whole(&longer));
-        assert_eq!(ask(&bi, &long), BodyVerdict::Pass { flags: vec![] });
+        // Each distinct feature counts once: eight copies score as one
+        // (a few bigrams across the copies aside), whole or by windows.
+        assert!((whole(&long) - whole(&paragraph)).abs() < 0.2);
+        assert!(score(&long) <= score(&paragraph) + 0.5);
+        assert_eq!(ask(&bi, &long[..1990]), BodyVerdict::Pass { flags: vec![] });
+        let sentence = "What does the refund policy say about late returns? ".repeat(40);
+        assert_eq!(
+            ask(&bi, &sentence[..2000]),
+            BodyVerdict::Pass { flags: vec![] }
+        );
     }
 
     const REPORT: [&str; 6] = [

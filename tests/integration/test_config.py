@@ -38,6 +38,11 @@ def bad_configs():
          "body_inspection.injection_model.threshold: must be between 0 and 1 (exclusive)"),
         ("model-veto", {"keys": [], "body_inspection": {"injection_model": {"threshold": 0.6, "veto_below": 0.7}}},
          "body_inspection.injection_model.veto_below: must be between 0 and the threshold (0.6)"),
+        ("documents-without-scorer", {"keys": [], "body_inspection": {
+            "injection_model": {"mode": "off"},
+            "routes": [{"path": "/d", "max_body_bytes": 10,
+                        "fields": {"content": {"type": "string", "screen": ["document_injection"]}}}]}},
+         "body_inspection.routes[0].fields.content.screen: document_injection needs the scorer"),
     ]
 
 

@@ -80,8 +80,8 @@ def test_attacks_the_rules_missed_are_blocked(envoy, kind):
 def test_hard_benign_questions_pass(envoy):
     texts = [l for l in (DATA / "hard_benign.txt").read_text().splitlines() if l.strip()]
     refused = [t for t in texts if post(envoy, "/query", {"question": t}).status != 200]
-    # Measured: 3 of 156 (docs/detection.md); the target is 1%.
-    assert len(refused) <= 5, refused
+    # Measured: 2 of 156 (docs/detection.md); the target is 1%.
+    assert len(refused) <= 3, refused
 
 
 def test_a_blocked_question_logs_its_score(envoy):
@@ -145,6 +145,7 @@ def test_poisoned_documents_are_flagged_with_their_offset(report_envoy):
         m = re.fullmatch(r"document_injection;score=(\d\.\d{3});offset=(\d+)", flag)
         assert m, flag
         planted = doc["text"].encode().find(doc["planted"].encode())
+        assert planted >= 0, doc["planted"][:80]
         # The offset names the chunk (about 256 bytes) the planted text is
         # in, or the one before it.
         near += planted - 600 <= int(m.group(2)) <= planted + len(doc["planted"].encode())

@@ -10,7 +10,7 @@
 //! copied: memory is constant whatever the document's size, time is
 //! linear in it.
 
-use super::model::{sigmoid, Model, Partial};
+use super::model::{sigmoid, with_stamps, Model, Partial};
 
 /// Target chunk size in bytes; a chunk ends at the first ASCII whitespace
 /// at or after it (within [`CHUNK_SLACK`] bytes), else at a character
@@ -59,38 +59,34 @@ pub fn for_each_window(
     normalized: bool,
     mut visit: impl FnMut(f32, usize) -> bool,
 ) {
-    let partial = |chunk: &str| {
-        if normalized {
-            model.partial(chunk)
-        } else {
-            model.partial_of_raw(chunk)
-        }
-    };
-    let mut prev: Option<(usize, Partial)> = None;
-    let mut start = 0;
-    while start < text.len() {
-        let end = chunk_end(text, start);
-        let part = partial(text.get(start..end).unwrap_or(""));
-        match prev {
-            Some((prev_start, prev_part)) => {
-                let offset = if model.logit(prev_part) >= model.logit(part) {
-                    prev_start
-                } else {
-                    start
-                };
-                if !visit(model.logit(prev_part.plus(part)), offset) {
+    with_stamps(|stamps| {
+        let mut prev: Option<(usize, Partial)> = None;
+        let mut start = 0;
+        while start < text.len() {
+            let end = chunk_end(text, start);
+            let chunk = text.get(start..end).unwrap_or("");
+            let (part, overlap) = model.chunk_partial(chunk, normalized, stamps, prev.is_some());
+            match prev {
+                Some((prev_start, prev_part)) => {
+                    let offset = if model.logit(prev_part) >= model.logit(part) {
+                        prev_start
+                    } else {
+                        start
+                    };
+                    if !visit(model.logit(prev_part.plus(part).minus(overlap)), offset) {
+                        return;
+                    }
+                }
+                None if end == text.len() => {
+                    visit(model.logit(part), 0);
                     return;
                 }
+                None => {}
             }
-            None if end == text.len() => {
-                visit(model.logit(part), 0);
-                return;
-            }
-            None => {}
+            prev = Some((start, part));
+            start = end;
         }
-        prev = Some((start, part));
-        start = end;
-    }
+    });
 }
 
 /// The first window of a document whose logit is at least

@@ -78,6 +78,17 @@ impl Scorer {
         logit < self.veto_logit
     }
 
+    /// The highest window logit of a document, as its screening reads it
+    /// (for calibrating `document_threshold`: `rag-guard scan --scores`).
+    pub fn best_document_logit(&self, text: &str) -> f32 {
+        let mut best = f32::NEG_INFINITY;
+        document::for_each_window(&self.model, text, false, |z, _| {
+            best = best.max(z);
+            true
+        });
+        best
+    }
+
     /// The first window of a document at or above the document threshold.
     pub fn screen_document(&self, text: &str) -> Option<document::DocumentFinding> {
         document::screen(&self.model, text, self.document_logit)

@@ -16,10 +16,9 @@
 //! | 24.. | `2^bits` weights, one i8 each |
 //!
 //! A text's logit is `bias + scale * sum(q[f]) / sqrt(n)` over its `n`
-//! features `f` (repeats included): the features are counted, then the
-//! vector is scaled to unit length as if each feature were counted once,
-//! so long and short texts are on one scale. Its score is the logit's
-//! sigmoid, between 0 and 1.
+//! distinct table entries `f`: a binary feature vector scaled to unit
+//! length, so a repeated sentence scores as once, and long and short texts
+//! are on one scale. Its score is the logit's sigmoid, between 0 and 1.
 
 use super::features::{for_each_feature, for_each_feature_of_raw};
 
@@ -45,8 +44,7 @@ pub struct Model {
     pub document_threshold: f32,
 }
 
-/// The weight sum and feature count of part of a text; two parts add up to
-/// the whole (less the features that span their boundary).
+/// The weight sum and distinct-feature count of part of a text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Partial {
     pub sum: i32,
@@ -60,6 +58,75 @@ impl Partial {
             count: self.count.saturating_add(other.count),
         }
     }
+
+    pub fn minus(self, other: Partial) -> Partial {
+        Partial {
+            sum: self.sum.saturating_sub(other.sum),
+            count: self.count.saturating_sub(other.count),
+        }
+    }
+}
+
+/// The weights next to the number of the chunk of text that last used
+/// each entry, one `u16` per entry (the weight in the low byte): reading a
+/// feature's weight and whether this chunk has it already is one memory
+/// access. A chunk counts each distinct feature once (so repeating a
+/// sentence does not raise its score), and a window of two chunks
+/// subtracts the entries both used. One table per thread (64 KiB), kept
+/// between texts: a new chunk takes the next number; when the numbers wrap
+/// (every 254 chunks) the older stamps are cleared and the previous chunk's
+/// renumbered.
+pub struct Stamps {
+    chunk: u8,
+    /// The weights it holds (the model's table address).
+    of: usize,
+    table: Box<[u16; TABLE]>,
+}
+
+impl Stamps {
+    fn new() -> Self {
+        Stamps {
+            chunk: 0,
+            of: 0,
+            table: Box::new([0; TABLE]),
+        }
+    }
+
+    /// Starts a chunk scored with `weights`: its number, and whether the
+    /// previous number is the chunk before it in the same text
+    /// (`continues`, the caller's word: it is the previous chunk scored).
+    fn start(&mut self, weights: &[u8; TABLE], continues: bool) -> (u8, bool) {
+        let of = weights.as_ptr() as usize;
+        if self.of != of {
+            for (t, w) in self.table.iter_mut().zip(weights.iter()) {
+                *t = u16::from(*w);
+            }
+            (self.of, self.chunk) = (of, 0);
+        }
+        self.chunk = self.chunk.wrapping_add(1);
+        if self.chunk == 0 {
+            // Numbers wrap: the previous chunk (255) becomes 1, every older
+            // stamp is forgotten (0: never), and this chunk is 2.
+            for t in self.table.iter_mut() {
+                *t = if *t >> 8 == 0xff { 0x100 } else { 0 } | (*t & 0xff);
+            }
+            self.chunk = 2;
+        }
+        (self.chunk, continues && self.chunk > 1)
+    }
+}
+
+thread_local! {
+    static STAMPS: std::cell::RefCell<Stamps> = std::cell::RefCell::new(Stamps::new());
+}
+
+/// Runs `f` with this thread's stamps (a fresh table if they are in use,
+/// which the scorer never does: it does not call itself).
+pub(super) fn with_stamps<R>(f: impl FnOnce(&mut Stamps) -> R) -> R {
+    STAMPS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut stamps) => f(&mut stamps),
+        Err(_) => f(&mut Stamps::new()),
+    })
 }
 
 fn f32_at(bytes: &[u8], at: usize) -> Option<f32> {
@@ -112,29 +179,51 @@ impl Model {
         self.weights.len()
     }
 
-    #[inline(always)]
-    fn weight(&self, feature: u32) -> i32 {
-        i32::from(self.weights[feature as usize & (TABLE - 1)] as i8)
-    }
-
-    /// The weight sum of a normalized text.
+    /// The weight sum of a normalized text (each distinct feature once).
     pub fn partial(&self, normalized: &str) -> Partial {
-        let mut p = Partial::default();
-        for_each_feature(normalized, |f| {
-            p.sum += self.weight(f);
-            p.count += 1;
-        });
-        p
+        with_stamps(|stamps| self.chunk_partial(normalized, true, stamps, false).0)
     }
 
-    /// The weight sum of `normalize(raw)`.
+    /// The weight sum of `normalize(raw)` (each distinct feature once).
     pub fn partial_of_raw(&self, raw: &str) -> Partial {
-        let mut p = Partial::default();
-        for_each_feature_of_raw(raw, |f| {
-            p.sum += self.weight(f);
-            p.count += 1;
-        });
-        p
+        with_stamps(|stamps| self.chunk_partial(raw, false, stamps, false).0)
+    }
+
+    /// The weight sum of one chunk of text (`normalized`: already in
+    /// screening form, else normalized as it is read), and the part of it
+    /// that the chunk before used too when `continues`: a window of two
+    /// chunks is `a + b - overlap`, each distinct feature once.
+    pub fn chunk_partial(
+        &self,
+        text: &str,
+        normalized: bool,
+        stamps: &mut Stamps,
+        continues: bool,
+    ) -> (Partial, Partial) {
+        let (chunk, continues) = stamps.start(self.weights, continues);
+        let (now, before) = (u16::from(chunk) << 8, u16::from(chunk.wrapping_sub(1)) << 8);
+        let (mut p, mut overlap) = (Partial::default(), Partial::default());
+        let table: &mut [u16; TABLE] = &mut stamps.table;
+        let mut add = |f: u32| {
+            let entry = &mut table[f as usize & (TABLE - 1)];
+            let (last, weight) = (*entry & 0xff00, *entry & 0xff);
+            // Branch-free: about half of a text's features repeat one seen
+            // earlier in the chunk, too many for a branch to predict.
+            let fresh = i32::from(last != now);
+            let shared = fresh & i32::from(continues & (last == before));
+            *entry = now | weight;
+            let w = i32::from(weight as u8 as i8);
+            p.sum += w * fresh;
+            p.count += fresh as u32;
+            overlap.sum += w * shared;
+            overlap.count += shared as u32;
+        };
+        if normalized {
+            for_each_feature(text, &mut add);
+        } else {
+            for_each_feature_of_raw(text, &mut add);
+        }
+        (p, overlap)
     }
 
     /// The logit of a weight sum.
@@ -193,6 +282,34 @@ mod tests {
         assert!((m.logit(p) - expected).abs() < 1e-5);
         assert!((m.score("") - sigmoid(-1.0)).abs() < 1e-6);
         assert!((logit_of(sigmoid(1.5)) - 1.5).abs() < 1e-4);
+    }
+
+    #[test]
+    fn windows_are_the_same_whatever_came_before() {
+        // Weights that vary by entry, and a text of many chunks: its window
+        // logits must not depend on how many chunks were scored before it
+        // (the chunk numbers wrap every 254 chunks).
+        let weights: Vec<i8> = (0..TABLE).map(|i| ((i % 201) as i32 - 100) as i8).collect();
+        let m = Model::parse(file(BITS, &weights, 0.0)).unwrap();
+        let text: String = (0..600)
+            .map(|i| format!("word{} other{} ", i % 37, i % 11))
+            .collect();
+        let windows = || {
+            let mut out = Vec::new();
+            super::super::document::for_each_window(&m, &text, true, |z, _| {
+                out.push(z);
+                true
+            });
+            out
+        };
+        let first = windows();
+        assert!(first.len() > 20);
+        for skip in 0..300 {
+            let _ = m.partial("padding text");
+            if skip % 37 == 0 {
+                assert_eq!(windows(), first, "{skip}");
+            }
+        }
     }
 
     #[test]
