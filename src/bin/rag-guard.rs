@@ -284,7 +284,7 @@ fn scan(args: &[String]) -> Result<(), String> {
 }
 
 /// Prints, for each line of stdin (corpus escaping undone), the scorer's
-/// feature indices in a table of `2^bits` (default: the embedded model's),
+/// feature indices in a table of `2^bits` (default: the filter's, 2^15),
 /// space-separated, repeats included: the input of train/train.py.
 fn features(args: &[String]) -> Result<(), String> {
     let mut flags = parse_flags(args, &["--bits"], &[])?;
@@ -294,7 +294,7 @@ fn features(args: &[String]) -> Result<(), String> {
             .ok()
             .filter(|b| (10..=20).contains(b))
             .ok_or("--bits must be 10..=20")?,
-        None => scorer::embedded()?.size().trailing_zeros(),
+        None => u32::from(scorer::model::BITS),
     };
     let mask = (1u32 << bits) - 1;
     let stdin = std::io::stdin();

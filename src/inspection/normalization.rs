@@ -251,6 +251,27 @@ pub fn collapsed_len(text: &str) -> usize {
 mod tests {
     use super::*;
 
+    /// `count` texts of fewer than `most` pieces each, chosen by a
+    /// xorshift from `seed`: the same texts on every run.
+    fn random_texts<'a>(
+        pieces: &'a [&'a str],
+        mut seed: u64,
+        most: u64,
+        count: usize,
+    ) -> impl Iterator<Item = String> + 'a {
+        (0..count).map(move |_| {
+            let mut text = String::new();
+            for _ in 0..(seed % most) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            seed = seed.wrapping_add(1);
+            text
+        })
+    }
+
     #[test]
     fn the_ascii_path_gives_what_the_unicode_path_gives() {
         // Every ASCII byte alone, between letters, and doubled.
@@ -356,17 +377,8 @@ mod tests {
             "abcdefghij",
             "\u{2028}",
         ];
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        for _ in 0..5000 {
-            let mut text = String::new();
-            for _ in 0..(seed % 12) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
-            }
+        for text in random_texts(&pieces, 0x9e37_79b9_7f4a_7c15, 12, 5000) {
             assert_eq!(collapsed_len(&text), reference(&text), "{text:?}");
-            seed = seed.wrapping_add(1);
         }
         let long = "x".repeat(1 << 20);
         assert_eq!(collapsed_len(&long), 1 << 20);
@@ -425,16 +437,7 @@ mod tests {
             "\u{2460}",
             "A\u{308}\u{323}",
         ];
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        for _ in 0..5000 {
-            let mut text = String::new();
-            for _ in 0..(seed % 10) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
-            }
-            seed = seed.wrapping_add(1);
+        for text in random_texts(&pieces, 0x2545_f491_4f6c_dd1d, 10, 5000) {
             let mut streamed = String::new();
             for_each_screened_char(&text, |c| streamed.push(c));
             assert_eq!(words(streamed), words(normalize(&text)), "{text:?}");

@@ -44,16 +44,9 @@ impl Category {
         Category::DocumentInjection,
     ];
 
-    /// The categories of a short text (a question): all but
+    /// The categories of a short text (a question): all but the last,
     /// `document_injection`.
-    pub const TEXT: [Category; 6] = [
-        Category::PromptInjection,
-        Category::SqlInjection,
-        Category::Xss,
-        Category::CodeInjection,
-        Category::PathTraversal,
-        Category::SpecialCharacters,
-    ];
+    pub const TEXT: &'static [Category] = Category::ALL.split_at(Category::ALL.len() - 1).0;
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -60,15 +60,17 @@ pub fn for_each_window(
     mut visit: impl FnMut(f32, usize) -> bool,
 ) {
     with_stamps(|stamps| {
-        let mut prev: Option<(usize, Partial)> = None;
+        // The previous chunk: its start, weight sum and logit alone.
+        let mut prev: Option<(usize, Partial, f32)> = None;
         let mut start = 0;
         while start < text.len() {
             let end = chunk_end(text, start);
             let chunk = text.get(start..end).unwrap_or("");
             let (part, overlap) = model.chunk_partial(chunk, normalized, stamps, prev.is_some());
+            let alone = model.logit(part);
             match prev {
-                Some((prev_start, prev_part)) => {
-                    let offset = if model.logit(prev_part) >= model.logit(part) {
+                Some((prev_start, prev_part, prev_alone)) => {
+                    let offset = if prev_alone >= alone {
                         prev_start
                     } else {
                         start
@@ -78,12 +80,12 @@ pub fn for_each_window(
                     }
                 }
                 None if end == text.len() => {
-                    visit(model.logit(part), 0);
+                    visit(alone, 0);
                     return;
                 }
                 None => {}
             }
-            prev = Some((start, part));
+            prev = Some((start, part, alone));
             start = end;
         }
     });
@@ -105,10 +107,11 @@ pub fn screen(model: &Model, text: &str, threshold_logit: f32) -> Option<Documen
     found
 }
 
-/// The highest window logit of a normalized text.
-pub fn max_window_logit(model: &Model, normalized: &str) -> f32 {
+/// The highest window logit of a text (`normalized`: as in
+/// [`for_each_window`]).
+pub fn max_window_logit(model: &Model, text: &str, normalized: bool) -> f32 {
     let mut best = f32::NEG_INFINITY;
-    for_each_window(model, normalized, true, |z, _| {
+    for_each_window(model, text, normalized, |z, _| {
         best = best.max(z);
         true
     });

@@ -97,6 +97,19 @@ impl<F: FnMut(u32)> Hasher<F> {
         }
     }
 
+    /// One character of a normalized text (whitespace is `' '` there).
+    fn char(&mut self, c: char) {
+        if c.is_ascii() {
+            ascii_byte(self, c as u8);
+        } else if c.is_alphanumeric() {
+            self.letter(u64::from(u32::from(c)));
+        } else if c.is_whitespace() {
+            self.end_word();
+        } else {
+            self.symbol(u64::from(u32::from(c)));
+        }
+    }
+
     fn symbol(&mut self, c: u64) {
         self.end_word();
         self.token((FNV_BASIS ^ c).wrapping_mul(FNV_PRIME) ^ 0x7f);
@@ -113,13 +126,7 @@ pub fn for_each_feature(normalized: &str, emit: impl FnMut(u32)) {
         }
     } else {
         for c in normalized.chars() {
-            if c.is_alphanumeric() {
-                h.letter(u64::from(u32::from(c)));
-            } else if c.is_whitespace() {
-                h.end_word();
-            } else {
-                h.symbol(u64::from(u32::from(c)));
-            }
+            h.char(c);
         }
     }
     h.end_word();
@@ -151,17 +158,7 @@ pub fn for_each_feature_of_raw(raw: &str, emit: impl FnMut(u32)) {
             }
         }
     } else {
-        for_each_screened_char(raw, |c| {
-            if c.is_ascii() {
-                ascii_byte(&mut h, c as u8);
-            } else if c.is_alphanumeric() {
-                h.letter(u64::from(u32::from(c)));
-            } else if c.is_whitespace() {
-                h.end_word();
-            } else {
-                h.symbol(u64::from(u32::from(c)));
-            }
-        });
+        for_each_screened_char(raw, |c| h.char(c));
     }
     h.end_word();
 }

@@ -64,7 +64,7 @@ impl Scorer {
                 if f.len() <= document::WHOLE_TEXT_BYTES {
                     self.model.logit(self.model.partial(f))
                 } else {
-                    document::max_window_logit(&self.model, f)
+                    document::max_window_logit(&self.model, f, true)
                 }
             })
             .fold(f32::NEG_INFINITY, f32::max)
@@ -81,12 +81,7 @@ impl Scorer {
     /// The highest window logit of a document, as its screening reads it
     /// (for calibrating `document_threshold`: `rag-guard scan --scores`).
     pub fn best_document_logit(&self, text: &str) -> f32 {
-        let mut best = f32::NEG_INFINITY;
-        document::for_each_window(&self.model, text, false, |z, _| {
-            best = best.max(z);
-            true
-        });
-        best
+        document::max_window_logit(&self.model, text, false)
     }
 
     /// The first window of a document at or above the document threshold.
