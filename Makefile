@@ -22,7 +22,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build cluster redis-server run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-detection bench-host-calls bench-limiter fuzz corpus-eval train clean
+.PHONY: all build cluster redis-server chromium run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-detection bench-host-calls bench-limiter fuzz corpus-eval train clean
 
 all: build
 
@@ -102,11 +102,18 @@ redis-server:
 	  echo "installing redis-server from Debian"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
+# Debian's Chromium, driven headless by Playwright (tests/requirements.txt)
+# in the admin console's browser test.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 # The cluster service: Envoy's rate limit service API over Redis (cluster/).
 cluster:
 	cargo build --release -p rag-guard-cluster
 
-integration: build cluster redis-server envoy
+integration: build cluster redis-server envoy chromium
 	$(VENV)/bin/python -m pytest -q tests/integration
 
 deploy-check: wasm bins envoy deploy-tools

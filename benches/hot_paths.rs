@@ -201,6 +201,8 @@ fn main() {
         ),
         admin_secrets: &[],
         method_override: false,
+        jwt_payload: None,
+        bearer: false,
     };
     time(
         "admission::decide, authenticated + limiter + headers",

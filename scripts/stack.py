@@ -86,6 +86,39 @@ def render_envoy_config(
     return cfg
 
 
+def add_jwt_authn(cfg: dict, *, jwks: str, issuer: str, audience: str,
+                  lax_prefix: str | None = None) -> dict:
+    """Puts Envoy's jwt_authn filter before rag-guard: tokens in the
+    Authorization header are verified against the inline JWKS, a request
+    without a token passes (for API keys), and the verified payload is
+    stored as dynamic metadata `jwt_payload` for rag-guard. Under
+    `lax_prefix` a token that fails verification passes too, without a
+    payload (`allow_missing_or_failed`), to test rag-guard's own refusal."""
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    rules = []
+    if lax_prefix:
+        rules.append({"match": {"prefix": lax_prefix},
+                      "requires": {"allow_missing_or_failed": {}}})
+    rules.append({"match": {"prefix": "/"},
+                  "requires": {"requires_any": {"requirements": [
+                      {"provider_name": "idp"}, {"allow_missing": {}}]}}})
+    jwt_filter = {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"idp": {
+                "issuer": issuer,
+                "audiences": [audience],
+                "local_jwks": {"inline_string": jwks},
+                "payload_in_metadata": "jwt_payload",
+            }},
+            "rules": rules,
+        },
+    }
+    hcm["http_filters"].insert(0, jwt_filter)
+    return cfg
+
+
 CLUSTER_SERVICE = "rag_guard_cluster"
 
 

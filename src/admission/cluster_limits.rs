@@ -176,6 +176,7 @@ mod tests {
             expires_at: None,
             enabled: true,
             previous: Vec::new(),
+            roles: None,
         }
     }
 

@@ -26,6 +26,11 @@ pub struct RequestView<'a> {
     pub admin_secrets: &'a [&'a [u8]],
     /// The request carries a method-override header (`http::METHOD_OVERRIDE_HEADERS`).
     pub method_override: bool,
+    /// The JWT payload Envoy's `jwt_authn` verified and stored (read only
+    /// when the `jwt` section is configured).
+    pub jwt_payload: Option<&'a [u8]>,
+    /// The request carries `Authorization: Bearer ...`.
+    pub bearer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +61,17 @@ pub struct Decision<'c> {
     /// Cluster mode, admin usage report: the cluster's totals are to be
     /// fetched for these days (`reply` is this replica's report meanwhile).
     pub cluster_usage: Option<crate::ops::admin::UsageQuery>,
+    /// The caller of a verified JWT (`key` is None then).
+    pub subject: Option<Subject>,
+}
+
+/// A caller identified by a JWT that Envoy's `jwt_authn` verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The name claim, header-safe (`x-api-key-name`).
+    pub name: String,
+    /// A configured tier (`x-api-key-tier`).
+    pub tier: String,
 }
 
 impl<'c> Decision<'c> {
@@ -72,6 +88,7 @@ impl<'c> Decision<'c> {
             cluster: None,
             cluster_fallback: false,
             cluster_usage: None,
+            subject: None,
         }
     }
 
@@ -79,6 +96,21 @@ impl<'c> Decision<'c> {
     /// only for requests that were authenticated and are forwarded.
     pub fn forwarded_identity(&self) -> Option<&'c KeyEntry> {
         self.key.filter(|_| self.outcome == Outcome::Allowed)
+    }
+
+    /// The caller's name and tier, key or token, for events and (when the
+    /// request is forwarded) the identity headers.
+    pub fn caller(&self) -> Option<(&str, &str)> {
+        match (self.key, &self.subject) {
+            (Some(k), _) => Some((k.name.as_str(), k.tier.as_str())),
+            (None, Some(s)) => Some((s.name.as_str(), s.tier.as_str())),
+            (None, None) => None,
+        }
+    }
+
+    /// [`caller`](Self::caller) of a request that is forwarded.
+    pub fn forwarded_caller(&self) -> Option<(&str, &str)> {
+        self.caller().filter(|_| self.outcome == Outcome::Allowed)
     }
 }
 

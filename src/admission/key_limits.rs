@@ -9,7 +9,7 @@ use crate::http::LocalReply;
 use crate::key_state::rate_limiter::{self, Buckets, Source, Spend};
 use crate::key_state::RevokedBy;
 use crate::limits::headers as rate_headers;
-use crate::limits::token_bucket::LimitKind;
+use crate::limits::token_bucket::{LimitKind, Limits, Verdict};
 use crate::shared_store::SharedStore;
 
 use super::decision::{ClusterCheck, Decision, RequestView};
@@ -101,15 +101,9 @@ pub(super) fn decide_for_key<'c>(
                     d
                 }
                 (true, _) => decision(Outcome::Allowed, None, headers),
-                (false, tripped) => {
-                    let kind = tripped.unwrap_or(LimitKind::Burst);
-                    let detail = rate_headers::exceeded_detail(&entry.limits, kind);
-                    let mut reply = LocalReply::error(429, &detail);
-                    // Never admissible (cost above a capacity) cannot happen
-                    // with a validated configuration; say "a minute" then.
-                    reply = reply.with_retry_after(v.retry_after_secs.unwrap_or(60));
-                    reply.headers.extend(headers.iter().cloned());
-                    decision(Outcome::RateLimited(kind), Some(reply), headers)
+                (false, _) => {
+                    let (outcome, reply) = exceeded(&entry.limits, &v, &headers);
+                    decision(outcome, Some(reply), headers)
                 }
             };
             d.leak = leak;
@@ -153,4 +147,21 @@ pub(super) fn decide_for_key<'c>(
     };
     d.cas_retries = result.cas_retries;
     d
+}
+
+/// The 429 of a request its buckets refused (`verdict.allowed` is false),
+/// with the rate-limit `headers`.
+pub(super) fn exceeded(
+    limits: &Limits,
+    verdict: &Verdict,
+    headers: &[(&'static str, String)],
+) -> (Outcome, LocalReply) {
+    let kind = verdict.tripped.unwrap_or(LimitKind::Burst);
+    let detail = rate_headers::exceeded_detail(limits, kind);
+    // Never admissible (cost above a capacity) cannot happen with a
+    // validated configuration; say "a minute" then.
+    let mut reply =
+        LocalReply::error(429, &detail).with_retry_after(verdict.retry_after_secs.unwrap_or(60));
+    reply.headers.extend(headers.iter().cloned());
+    (Outcome::RateLimited(kind), reply)
 }

@@ -11,14 +11,18 @@
 mod authenticate;
 pub mod cluster_limits;
 mod decision;
+#[cfg(test)]
+mod jwt_tests;
 mod key_limits;
 mod outcome;
+mod subject_limits;
 #[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::auth::failed_auth::{self, FailedAuthTable, Seen};
+use crate::auth::jwt;
 use crate::config::Config;
 use crate::ops::admin::{self, AdminRequest};
 use crate::shared_store::SharedStore;
@@ -26,7 +30,7 @@ use crate::shared_store::SharedStore;
 use authenticate::authenticate;
 
 pub use authenticate::MAX_KEY_BYTES;
-pub use decision::{ClusterCheck, Decision, RequestView};
+pub use decision::{ClusterCheck, Decision, RequestView, Subject};
 pub use outcome::Outcome;
 
 /// The decisions that need neither the client's address, the clock nor
@@ -57,6 +61,27 @@ pub fn decide<'c>(
     store: &dyn SharedStore,
     now_ns: u64,
 ) -> Decision<'c> {
+    let mut decision = decide_inner(config, auth_table, req, store, now_ns);
+    // With JWT callers configured, a 401 names both schemes.
+    if config.jwt.is_some() {
+        if let Some(reply) = decision.reply.as_mut().filter(|r| r.status == 401) {
+            for (name, value) in reply.headers.iter_mut() {
+                if *name == "www-authenticate" {
+                    *value = "APIKey, Bearer".to_string();
+                }
+            }
+        }
+    }
+    decision
+}
+
+fn decide_inner<'c>(
+    config: &'c Config,
+    auth_table: &FailedAuthTable,
+    req: &RequestView<'_>,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> Decision<'c> {
     if let Some(early) = decide_early(config, req) {
         return early;
     }
@@ -76,6 +101,7 @@ pub fn decide<'c>(
             path: req.path,
             secrets: req.admin_secrets,
             client_ip: req.client_ip,
+            by_role: req.admin_secrets.is_empty() && admitted_by_role(config, req, store, now_ns),
         };
         let answer = admin::handle(config, &admin_req, store, now_ns);
         if answer.status.is_auth_failure() {
@@ -83,7 +109,16 @@ pub fn decide<'c>(
                 return blocked;
             }
         }
+        // The console's pages keep their own CSP through the response phase.
+        let response_headers = answer
+            .reply
+            .headers
+            .iter()
+            .filter(|(n, _)| *n == "content-security-policy")
+            .cloned()
+            .collect();
         return Decision {
+            response_headers,
             reply: Some(answer.reply),
             events: answer.events,
             cluster_usage: answer.cluster_usage,
@@ -91,7 +126,18 @@ pub fn decide<'c>(
         };
     }
 
-    let (outcome, key, key_id) = authenticate(config, req.api_keys, now_ns / 1_000_000_000);
+    let (outcome, key, key_id) = match verified(config, req) {
+        Some(Ok(claims)) => {
+            if let Some(settings) = &config.jwt {
+                return subject_limits::decide_for_subject(
+                    config, settings, req, store, now_ns, claims,
+                );
+            }
+            (Outcome::Unavailable, None, None)
+        }
+        Some(Err(())) => (Outcome::InvalidToken, None, None),
+        None => authenticate(config, req.api_keys, now_ns / 1_000_000_000),
+    };
     // A refusal that counts as a failed authentication of the address.
     let failed = |outcome: Outcome, key_id: Option<String>| {
         // Decided by the CAS that counts the failure: if other workers used
@@ -119,7 +165,60 @@ pub fn decide<'c>(
     let Some(entry) = key else {
         return Decision::of(Outcome::Unavailable);
     };
+    if let Some(access) = &config.access {
+        let path = crate::http::path_only(req.path);
+        let status = req.method == b"GET" && path == config.rate_limit_status_path.as_bytes();
+        if !status && !access.allows(entry.roles.as_deref(), req.method, req.path) {
+            return Decision {
+                key,
+                key_id,
+                ..Decision::of(Outcome::Forbidden)
+            };
+        }
+    }
     key_limits::decide_for_key(config, req, store, now_ns, entry, key_id)
+}
+
+/// The claims of the request's verified JWT: None when the request is one
+/// for API keys (no `jwt` section, or neither a verified payload nor a
+/// bearer token), Err for a bearer token that `jwt_authn` did not verify
+/// or a payload that names no subject. A verified token takes precedence
+/// over an API key sent with it (the key is then neither checked nor
+/// forwarded).
+fn verified(config: &Config, req: &RequestView<'_>) -> Option<Result<jwt::Claims, ()>> {
+    let settings = config.jwt.as_ref()?;
+    match req.jwt_payload {
+        Some(payload) => Some(jwt::claims(settings, payload).map_err(|_| ())),
+        None if req.bearer => Some(Err(())),
+        None => None,
+    }
+}
+
+/// Whether the caller of an admin request (API key or verified token,
+/// valid, not revoked) holds a role that grants it. Spends nothing.
+fn admitted_by_role(
+    config: &Config,
+    req: &RequestView<'_>,
+    store: &dyn SharedStore,
+    now_ns: u64,
+) -> bool {
+    let Some(access) = &config.access else {
+        return false;
+    };
+    match verified(config, req) {
+        Some(Ok(claims)) => access.allows(claims.roles.as_deref(), req.method, req.path),
+        Some(Err(())) => false,
+        None => match authenticate(config, req.api_keys, now_ns / 1_000_000_000) {
+            (Outcome::Allowed, Some(entry), _) => {
+                let not_revoked = matches!(
+                    crate::key_state::read(store, &entry.sha256),
+                    Ok(Some(state)) if state.revoked.is_none()
+                );
+                not_revoked && access.allows(entry.roles.as_deref(), req.method, req.path)
+            }
+            _ => false,
+        },
+    }
 }
 
 /// Counts a failed authentication of `ip`; Some(blocked decision) when the

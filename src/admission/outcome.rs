@@ -40,10 +40,17 @@ pub enum Outcome {
     ClusterUnavailable,
     /// A request to the admin API, answered by it.
     Admin(AdminStatus),
+    /// A bearer token that Envoy's `jwt_authn` did not verify, or a verified
+    /// one without a usable subject: 401.
+    InvalidToken,
+    /// Authenticated, but none of the caller's roles grants the request: 403.
+    Forbidden,
+    /// A JWT subject new to the subject table, whose set is full: 429.
+    SubjectTableFull,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 24] = [
+    pub const ALL: [Outcome; 27] = [
         Outcome::Allowed,
         Outcome::Public,
         Outcome::RateLimitStatus,
@@ -68,6 +75,9 @@ impl Outcome {
         Outcome::Admin(AdminStatus::QuerySecret),
         Outcome::Admin(AdminStatus::Disabled),
         Outcome::Admin(AdminStatus::Error),
+        Outcome::InvalidToken,
+        Outcome::Forbidden,
+        Outcome::SubjectTableFull,
     ];
 
     /// Stable name used in metrics and events.
@@ -92,6 +102,9 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::ClusterUnavailable => "cluster_unavailable",
             Outcome::Admin(_) => "admin",
+            Outcome::InvalidToken => "invalid_token",
+            Outcome::Forbidden => "forbidden",
+            Outcome::SubjectTableFull => "subject_table_full",
         }
     }
 
@@ -102,14 +115,16 @@ impl Outcome {
             Outcome::Public => "public",
             Outcome::RateLimitStatus => "status",
             Outcome::MissingKey | Outcome::MultipleKeys => "unauthenticated",
-            Outcome::InvalidKey => "invalid",
+            Outcome::InvalidKey | Outcome::InvalidToken => "invalid",
+            Outcome::Forbidden => "forbidden",
             Outcome::ExpiredKey => "expired",
             Outcome::DisabledKey | Outcome::RevokedKey(_) => "revoked",
             Outcome::HostRejected => "host_rejected",
             Outcome::MethodOverride => "bad_request",
-            Outcome::AuthBlocked | Outcome::RateLimited(_) | Outcome::RateLimitContention => {
-                "rate_limited"
-            }
+            Outcome::AuthBlocked
+            | Outcome::RateLimited(_)
+            | Outcome::RateLimitContention
+            | Outcome::SubjectTableFull => "rate_limited",
             Outcome::Unavailable | Outcome::ClusterUnavailable => "unavailable",
             Outcome::Admin(_) => "admin",
         }
@@ -134,6 +149,9 @@ impl Outcome {
             Outcome::RateLimitContention => "contention",
             Outcome::ClusterUnavailable => "cluster",
             Outcome::Admin(status) => status.as_str(),
+            Outcome::InvalidToken => "invalid_token",
+            Outcome::Forbidden => "role",
+            Outcome::SubjectTableFull => "subject_table",
         }
     }
 
@@ -149,6 +167,7 @@ impl Outcome {
                 | Outcome::InvalidKey
                 | Outcome::ExpiredKey
                 | Outcome::DisabledKey
+                | Outcome::InvalidToken
         )
     }
 
@@ -180,6 +199,9 @@ impl Outcome {
             ),
             Outcome::Unavailable => (503, "Authentication temporarily unavailable"),
             Outcome::ClusterUnavailable => (503, "Rate limiting temporarily unavailable"),
+            Outcome::InvalidToken => (401, "Invalid bearer token"),
+            Outcome::Forbidden => (403, "Insufficient permissions"),
+            Outcome::SubjectTableFull => (429, "Too many active callers, retry later"),
             Outcome::Allowed
             | Outcome::Public
             | Outcome::RateLimitStatus

@@ -63,6 +63,8 @@ fn view<'a>(keys: &'a [&'a [u8]], path: &'a str, host: Option<&'a str>) -> Reque
         client_ip: Some("192.0.2.10".parse().unwrap()),
         admin_secrets: &[],
         method_override: false,
+        jwt_payload: None,
+        bearer: false,
     }
 }
 

@@ -34,6 +34,8 @@ pub struct KeyEntry {
     /// Digests of the keys this one replaced (`rag-guard keys rotate`),
     /// each accepted as this key until its end of grace.
     pub previous: Vec<Previous>,
+    /// Roles for role-based access; None: the configured default roles.
+    pub roles: Option<Vec<String>>,
 }
 
 /// A replaced key of a client: accepted as the client's current key (same
@@ -126,6 +128,7 @@ mod tests {
             expires_at: None,
             enabled: true,
             previous: Vec::new(),
+            roles: None,
         }
     }
 

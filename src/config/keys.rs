@@ -34,6 +34,9 @@ pub(super) struct RawKey {
     /// Keys this one replaced, accepted until their `until`.
     #[serde(default)]
     previous: Vec<RawPrevious>,
+    /// Roles (`access.roles`); absent: `access.default_roles`.
+    #[serde(default)]
+    roles: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +120,7 @@ pub(super) fn parse_keys(
             expires_at,
             enabled: k.enabled,
             previous,
+            roles: k.roles,
         });
     }
     Ok(keys)

@@ -5,10 +5,12 @@
 //! Every problem is reported as one [`ConfigError`] that names the field, so
 //! Envoy's log says exactly what to fix.
 
+mod access;
 mod admin;
 mod body_inspection;
 mod cluster;
 mod error;
+mod jwt;
 mod keys;
 mod leak_detection;
 mod limits;
@@ -17,7 +19,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::auth::access::Access;
 use crate::auth::host_allowlist::HostAllowlist;
+use crate::auth::jwt::JwtSettings;
 use crate::auth::keys::KeyTable;
 use crate::auth::leak_detection::LeakDetection;
 use crate::auth::public_paths::PublicPaths;
@@ -28,10 +32,12 @@ use crate::inspection::routes::BodyInspection;
 use crate::limits::route_cost::{self, RouteCost};
 use crate::limits::token_bucket::Limits;
 
+use access::{check_roles, parse_access, RawAccess};
 use admin::{parse_admin, RawAdmin};
 use body_inspection::RawBodyInspection;
 use cluster::{parse_cluster, RawCluster};
 use error::err;
+use jwt::{parse_jwt, RawJwt};
 use keys::{default_enabled, parse_keys, RawKey};
 use leak_detection::RawLeakDetection;
 use limits::{parse_route_costs, parse_tiers, RawRouteCost, RawTier};
@@ -73,6 +79,11 @@ pub struct Config {
     /// Per-request event lines each worker writes per second at most
     /// (`ops::event_budget`).
     pub event_lines_per_second: u32,
+    /// Callers with a JWT verified by Envoy's `jwt_authn`. None: API keys only.
+    pub jwt: Option<JwtSettings>,
+    /// Role-based access. None: every authenticated caller may use every
+    /// route, and the admin API takes only its secret.
+    pub access: Option<Access>,
 }
 
 impl Config {
@@ -116,6 +127,10 @@ struct RawConfig {
     cluster: Option<RawCluster>,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    jwt: Option<RawJwt>,
+    #[serde(default)]
+    access: Option<RawAccess>,
 }
 
 #[derive(Deserialize)]
@@ -221,7 +236,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             format!("unknown tier {:?}", raw.default_tier),
         ));
     }
-    let keys = KeyTable::new(parse_keys(raw.keys, &tiers, &raw.default_tier)?);
+    let keys_in_order = parse_keys(raw.keys, &tiers, &raw.default_tier)?;
     let route_costs = parse_route_costs(raw.route_costs, &tiers)?;
     let public_paths = PublicPaths::new(&raw.public_paths).map_err(|m| err("public_paths", m))?;
     let status_path = raw.rate_limit_status_path;
@@ -274,7 +289,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     if !(1..=1_000_000).contains(&raw.events.max_per_second) {
         return Err(err("events.max_per_second", "must be 1..=1000000"));
     }
-    if cluster.is_some() && keys.len() > crate::cluster::settings::MAX_KEYS {
+    if cluster.is_some() && keys_in_order.len() > crate::cluster::settings::MAX_KEYS {
         return Err(err(
             "keys",
             format!(
@@ -283,6 +298,24 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             ),
         ));
     }
+
+    let jwt = raw.jwt.map(parse_jwt).transpose()?;
+    if jwt.is_some() && cluster.is_some() {
+        return Err(err(
+            "jwt",
+            "is not supported in cluster mode yet (subjects' limits would be per replica)",
+        ));
+    }
+    let access = raw.access.map(parse_access).transpose()?;
+    for (i, key) in keys_in_order.iter().enumerate() {
+        let Some(roles) = &key.roles else { continue };
+        let field = format!("keys[{i}].roles");
+        match &access {
+            Some(a) => check_roles(a, roles, &field)?,
+            None => return Err(err(field, "needs an access section that defines the roles")),
+        }
+    }
+    let keys = KeyTable::new(keys_in_order);
 
     Ok(Config {
         api_key_header,
@@ -302,6 +335,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         usage_enabled: raw.usage.enabled,
         cluster,
         event_lines_per_second: raw.events.max_per_second,
+        jwt,
+        access,
     })
 }
 

@@ -126,6 +126,14 @@ pub fn source_address() -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// The payload Envoy's `jwt_authn` verified and stored under `key`
+/// (`payload_in_metadata`), in the proxy-wasm pairs encoding. Ok(None): no
+/// verified token; Err: the host call failed.
+pub fn jwt_payload(key: &str) -> Result<Option<Vec<u8>>, Status> {
+    let namespace = crate::auth::jwt::JWT_AUTHN_NAMESPACE;
+    hostcalls::get_property(vec!["metadata", "filter_metadata", namespace, key])
+}
+
 /// Starts a unary gRPC call to `cluster` (an Envoy cluster name); the
 /// answer comes to the calling context's `on_grpc_call_response`.
 pub fn dispatch_grpc(

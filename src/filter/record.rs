@@ -19,9 +19,9 @@ pub(super) fn request_event(decision: &Decision<'_>, request: &RequestView<'_>) 
         ip: request.client_ip.map(|ip| ip.to_string()),
         method: Some(loggable_token(request.method)),
         path: Some(loggable_path(request.path)),
-        key_name: decision.key.map(|k| k.name.clone()),
+        key_name: decision.caller().map(|(name, _)| name.to_string()),
         key_id: decision.key_id.clone(),
-        tier: decision.key.map(|k| k.tier.clone()),
+        tier: decision.caller().map(|(_, tier)| tier.to_string()),
         ..Default::default()
     }
 }
@@ -146,6 +146,7 @@ pub(super) fn log_event(
                 path: request.path,
                 secrets: &[],
                 client_ip: request.client_ip,
+                by_role: false,
             };
             let event = crate::ops::admin::access_event(&admin_request, status, status_code);
             let severity = if status == crate::ops::admin::AdminStatus::Ok {
@@ -161,6 +162,8 @@ pub(super) fn log_event(
         Outcome::AuthBlocked => ("rate_limited", Severity::Warn, Some("failed_auth")),
         Outcome::RateLimited(kind) => ("rate_limited", Severity::Warn, Some(kind.as_str())),
         Outcome::RateLimitContention => ("rate_limited", Severity::Warn, Some("contention")),
+        Outcome::SubjectTableFull => ("rate_limited", Severity::Warn, Some("subject_table")),
+        Outcome::Forbidden => ("access_denied", Severity::Warn, None),
         Outcome::Unavailable => ("auth_failure", Severity::Error, None),
         Outcome::ClusterUnavailable => ("cluster_unavailable", Severity::Error, None),
         Outcome::MissingKey
@@ -168,6 +171,7 @@ pub(super) fn log_event(
         | Outcome::InvalidKey
         | Outcome::ExpiredKey
         | Outcome::DisabledKey
+        | Outcome::InvalidToken
         | Outcome::RevokedKey(_) => ("auth_failure", Severity::Warn, None),
     };
     // The filter failing is never left out; other lines within their

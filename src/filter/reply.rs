@@ -95,10 +95,22 @@ pub(super) fn refuse_as(active: &Active, outcome: Outcome, event: &'static str) 
 /// it (the response phase sets them again, replacing, not duplicating).
 pub(super) fn send_reply(active: Option<&Active>, reply: Option<LocalReply>) {
     let reply = reply.unwrap_or_else(|| LocalReply::error(503, "Service unavailable"));
-    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    // JSON unless the reply names its type; a security header the reply
+    // sets itself (the console's CSP) replaces the default one.
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(reply.headers.len() + 10);
+    if !reply.headers.iter().any(|(n, _)| *n == "content-type") {
+        headers.push(("content-type", "application/json"));
+    }
     headers.extend(reply.headers.iter().map(|(n, v)| (*n, v.as_str())));
     if let Some(active) = active {
-        headers.extend(active.config.security_headers.iter());
+        let own = |name: &str| reply.headers.iter().any(|(n, _)| *n == name);
+        headers.extend(
+            active
+                .config
+                .security_headers
+                .iter()
+                .filter(|(n, _)| !own(n)),
+        );
     }
     if hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).is_err() {
         host::log(

@@ -131,6 +131,7 @@ impl RequestFilter {
         let mut admin_secrets: Vec<&[u8]> = Vec::new();
         let mut sent_identity = SentIdentity::default();
         let mut method_override = false;
+        let mut bearer = false;
         for &(name, value) in &headers {
             // Envoy's header names are lowercase ASCII tokens.
             match std::str::from_utf8(name).unwrap_or_default() {
@@ -145,9 +146,13 @@ impl RequestFilter {
                 SECRET_HEADER => admin_secrets.push(value),
                 n if n == active.config.api_key_header => api_keys.push(value),
                 n if METHOD_OVERRIDE_HEADERS.contains(&n) => method_override = true,
+                "authorization" => {
+                    bearer |= value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ")
+                }
                 _ => {}
             }
         }
+        let jwt_payload: Option<Vec<u8>>;
         let mut request = RequestView {
             authority,
             path,
@@ -156,6 +161,8 @@ impl RequestFilter {
             client_ip: None,
             admin_secrets: &admin_secrets,
             method_override,
+            jwt_payload: None,
+            bearer,
         };
         // Host calls for the address, the clock and shared data only when
         // the decision needs them.
@@ -169,6 +176,13 @@ impl RequestFilter {
                 now_ns = now;
                 request.client_ip =
                     host::source_address().and_then(|raw| parse_source_address(&raw));
+                if let Some(settings) = &active.config.jwt {
+                    match host::jwt_payload(&settings.payload_key) {
+                        Ok(found) => jwt_payload = found,
+                        Err(_) => return refuse(&active, Outcome::Unavailable),
+                    }
+                    request.jwt_payload = jwt_payload.as_deref();
+                }
                 admission::decide(
                     &active.config,
                     &active.auth_table,
@@ -339,6 +353,8 @@ impl RequestFilter {
             client_ip: f.client_ip,
             admin_secrets: &[],
             method_override: false,
+            jwt_payload: None,
+            bearer: false,
         };
         let now_ns = f.now_ns;
         if decision.cluster_fallback {
@@ -368,6 +384,9 @@ impl RequestFilter {
             }
         }
 
+        // Headers for the response phase (rate-limit headers, the console's
+        // CSP), for a reply as for a forwarded request.
+        self.response_headers = std::mem::take(&mut decision.response_headers);
         if decision.reply.is_some() {
             send_reply(Some(active), decision.reply);
             return Action::Pause;
@@ -375,7 +394,7 @@ impl RequestFilter {
         // Forwarded: the upstream never sees the key, and sees identity
         // headers only when the filter wrote them. Headers that are absent
         // cost no host call.
-        let identity = decision.forwarded_identity();
+        let identity = decision.forwarded_caller();
         let mut applied = Ok(());
         if f.strip_key {
             applied =
@@ -386,16 +405,8 @@ impl RequestFilter {
         }
         let sent = f.sent_identity;
         let written = [
-            (
-                KEY_NAME_HEADER,
-                identity.map(|k| k.name.as_str()),
-                sent.name,
-            ),
-            (
-                KEY_TIER_HEADER,
-                identity.map(|k| k.tier.as_str()),
-                sent.tier,
-            ),
+            (KEY_NAME_HEADER, identity.map(|(name, _)| name), sent.name),
+            (KEY_TIER_HEADER, identity.map(|(_, tier)| tier), sent.tier),
             (FLAGS_HEADER, None, sent.flags),
         ];
         for (header, value, sent) in written {
@@ -406,7 +417,6 @@ impl RequestFilter {
         if applied.is_err() {
             return refuse(active, Outcome::Unavailable);
         }
-        self.response_headers = std::mem::take(&mut decision.response_headers);
 
         // Inspected routes: nothing goes upstream until the body is checked.
         let (route_index, wrong_method) = match route_match {

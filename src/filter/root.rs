@@ -12,6 +12,7 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use crate::auth::failed_auth::FailedAuthTable;
 use crate::cluster::settings::SYNC_INTERVAL_MS;
 use crate::config::{self};
+use crate::key_state::subjects::SubjectTable;
 use crate::key_state::{self};
 use crate::ops::event_budget::EventBudgets;
 use crate::ops::usage::{self};
@@ -117,6 +118,13 @@ fn configure(size: usize) -> Result<(Active, usize), String> {
         .map_err(|e| format!("cannot create per-key state entries: {e}"))?
         + usage::ensure_entries(&HostStore, digests())
             .map_err(|e| format!("cannot create usage entries: {e}"))?;
+    let buckets = buckets
+        + match &config.jwt {
+            Some(jwt) => SubjectTable::for_subjects(jwt.max_subjects)
+                .ensure(&HostStore)
+                .map_err(|e| format!("cannot create the subject table: {e}"))?,
+            None => 0,
+        };
     let (auth_table, slots) = FailedAuthTable::open(&HostStore, random_key)
         .map_err(|e| format!("cannot create the failed-auth table: {e}"))?;
     let mut slots = slots;

@@ -122,10 +122,13 @@ pub fn apply(
     let mut out: Vec<(&[u8], &[u8])> =
         Vec::with_capacity(headers.len() + policy.headers.len() + extra.len());
     out.extend(headers.iter().copied().filter(|(name, _)| !replaced(name)));
+    // A header the filter sets for this response (`extra`) wins over the
+    // policy's value of the same name.
     out.extend(
         policy
             .headers
             .iter()
+            .filter(|(n, _)| !extra.iter().any(|(e, _)| e == n))
             .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
     );
     out.extend(extra.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));

@@ -30,6 +30,7 @@
 pub mod entry;
 pub mod rate_limiter;
 pub mod revocation;
+pub mod subjects;
 
 pub use entry::{ensure_entries, entry_key, read, KeyState, Revocation, RevokedBy, ENTRY_LEN};
 pub use revocation::{restore, revoke, update, ChangeError};

@@ -179,6 +179,27 @@ impl BucketState {
     }
 }
 
+impl BucketState {
+    /// The instant (Unix ns) from which every bucket is full again under
+    /// `limits`: from then on this state is the same as a fresh one.
+    pub fn full_at_ns(&self, limits: &Limits) -> u64 {
+        let longest = LimitKind::ALL
+            .iter()
+            .map(|&kind| {
+                let bucket = limits.bucket(kind);
+                let used = self.used[kind.index()].min(bucket.capacity_micro());
+                if used == 0 {
+                    0
+                } else {
+                    bucket.nanos_to_refill(used)
+                }
+            })
+            .max()
+            .unwrap_or(0);
+        self.at_ns.saturating_add(longest)
+    }
+}
+
 /// What one bucket looks like to a client after a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BucketView {

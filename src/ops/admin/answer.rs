@@ -58,6 +58,9 @@ pub struct AdminRequest<'a> {
     /// Every value of the `x-admin-secret` header.
     pub secrets: &'a [&'a [u8]],
     pub client_ip: Option<IpAddr>,
+    /// The caller was authenticated (API key or verified token) and one of
+    /// its roles grants this request (`access`): no secret needed.
+    pub by_role: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use crate::auth::keys::KeyEntry;
 use crate::config::Config;
 use crate::http::LocalReply;
 use crate::key_state::{self, ChangeError, KeyState, RevokedBy};
+use crate::limits::token_bucket;
 use crate::ops::events::{SecurityEvent, Severity};
 use crate::ops::usage::{self, FLUSH_INTERVAL_SECS};
 use crate::shared_store::SharedStore;
@@ -41,7 +42,8 @@ fn key_status(
     ("active", None, None)
 }
 
-pub(super) fn list_keys(config: &Config, store: &dyn SharedStore, now_secs: u64) -> Value {
+pub(super) fn list_keys(config: &Config, store: &dyn SharedStore, now_ns: u64) -> Value {
+    let now_secs = now_ns / 1_000_000_000;
     let leak = &config.leak_detection;
     let now32 = u32::try_from(now_secs).unwrap_or(u32::MAX);
     let keys: Vec<Value> = sorted_keys(config)
@@ -63,6 +65,9 @@ pub(super) fn list_keys(config: &Config, store: &dyn SharedStore, now_secs: u64)
                 "request_count": used.map_or(0, |u| u.request_count),
                 "last_used": used.map(|u| u.last_used).filter(|t| *t > 0).map(rfc3339),
                 "addresses_in_window": state.map_or(0, |s| s.addresses.distinct(now32, leak.window_secs)),
+                // This Envoy's buckets now (the cluster's in cluster mode
+                // are the service's).
+                "rate_limit": state.map(|s| rate_limit_json(entry, &s, now_ns)),
                 // Keys this one replaced that are still accepted.
                 "replaced_keys": entry
                     .previous
@@ -82,6 +87,18 @@ pub(super) fn list_keys(config: &Config, store: &dyn SharedStore, now_secs: u64)
             "action": leak.action.as_str(),
         },
         "usage_flush_interval_secs": FLUSH_INTERVAL_SECS,
+    })
+}
+
+fn rate_limit_json(entry: &KeyEntry, state: &KeyState, now_ns: u64) -> Value {
+    let [burst, minute, hour] = token_bucket::peek(&state.buckets, &entry.limits, now_ns);
+    json!({
+        "burst": entry.limits.burst,
+        "per_minute": entry.limits.per_minute,
+        "per_hour": entry.limits.per_hour,
+        "burst_remaining": burst.remaining,
+        "minute_remaining": minute.remaining,
+        "hour_remaining": hour.remaining,
     })
 }
 

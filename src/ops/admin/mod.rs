@@ -7,10 +7,12 @@
 //! | `GET keys/expiring?days=N` | keys that expire within N days (default 7) |
 //! | `POST keys/{name}/revoke` | runtime revocation, on every worker at once |
 //! | `POST keys/{name}/restore` | lifts a runtime revocation |
+//! | `GET console` | the admin console page (and `console/console.js`, `console/console.css`), no credential needed |
 //! | `GET usage?days=N` | requests per day per key and per tier (default 7, at most `usage::DAYS`) |
 //!
-//! Access needs the admin secret in the `x-admin-secret` header; the
-//! configuration holds only its SHA-256. Without an `admin` section every
+//! Access needs the admin secret in the `x-admin-secret` header (the
+//! configuration holds only its SHA-256), or, with an `access` section, a
+//! caller (API key or verified token) one of whose roles grants the request. Without an `admin` section every
 //! path under the default prefix answers 404. A wrong or missing secret gets
 //! 403 and a secret in the query string 400 (the secret may now sit in
 //! access logs); both count as failed authentications of the client's
@@ -18,6 +20,7 @@
 //! API keys.
 
 mod answer;
+mod console;
 mod dates;
 mod keys;
 mod query;
@@ -38,6 +41,7 @@ use query::{days_param, query_has_secret, split_query, MAX_SECRET_BYTES};
 use usage_report::usage_report;
 
 pub use answer::{AdminAnswer, AdminRequest, AdminStatus, UsageQuery};
+pub use console::CSP as CONSOLE_CSP;
 pub use dates::rfc3339;
 pub use keys::key_event;
 pub use usage_report::{cluster_usage_reply, usage_days, usage_names};
@@ -104,23 +108,30 @@ fn answer_inner(
             ),
         );
     }
-    let authorized = match req.secrets {
-        [one] if !one.is_empty() && one.len() <= MAX_SECRET_BYTES => {
-            sha256(one) == admin.secret_sha256
-        }
-        _ => false,
-    };
-    if !authorized {
-        return answer(AdminStatus::Denied, LocalReply::error(403, "Forbidden"));
-    }
     let route = path
         .strip_prefix(admin.path_prefix.as_bytes())
         .unwrap_or(b"");
     let route = std::str::from_utf8(route).unwrap_or("\u{fffd}");
     let segments: Vec<&str> = route.split('/').collect();
+    // The console's assets hold no data: served without a credential.
+    if req.method == b"GET" {
+        if let Some(reply) = console::asset(&segments) {
+            return answer(AdminStatus::Ok, reply);
+        }
+    }
+    let authorized = req.by_role
+        || match req.secrets {
+            [one] if !one.is_empty() && one.len() <= MAX_SECRET_BYTES => {
+                sha256(one) == admin.secret_sha256
+            }
+            _ => false,
+        };
+    if !authorized {
+        return answer(AdminStatus::Denied, LocalReply::error(403, "Forbidden"));
+    }
     let now_secs = now_ns / 1_000_000_000;
     let result = match (segments.as_slice(), req.method) {
-        (["keys"], b"GET") => Ok(list_keys(config, store, now_secs)),
+        (["keys"], b"GET") => Ok(list_keys(config, store, now_ns)),
         (["keys", "expiring"], b"GET") => {
             days_param(query, 7, MAX_EXPIRING_DAYS).map(|d| expiring(config, now_secs, d))
         }

@@ -56,6 +56,7 @@ fn call(
         path: path.as_bytes(),
         secrets: &secrets,
         client_ip: Some("127.0.0.1".parse().unwrap()),
+        by_role: false,
     };
     handle(c, &req, store, NOW)
 }
@@ -86,6 +87,7 @@ fn access_needs_the_secret_in_the_header() {
         path: keys.as_bytes(),
         secrets: &secrets,
         client_ip: None,
+        by_role: false,
     };
     assert_eq!(handle(&c, &req, &s, NOW).status, AdminStatus::Denied);
     // In the query string: refused even with the right header, under any name.
