@@ -22,7 +22,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build cluster redis-server chromium run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-detection bench-host-calls bench-limiter fuzz corpus-eval train clean
+.PHONY: all build cluster redis-server chromium run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-detection bench-identity bench-host-calls bench-limiter fuzz corpus-eval train clean
 
 all: build
 
@@ -149,11 +149,16 @@ bench: build cluster redis-server envoy wrk $(VENV)/.bench-installed
 	cargo build --release --target wasm32-wasip1 -p rag-guard-noop-filter
 	$(VENV)/bin/python bench/suite.py
 	$(VENV)/bin/python bench/detection_cost.py
+	$(VENV)/bin/python bench/identity_cost.py
 
 # What the prompt-injection scorer and document screening cost inside Envoy
 # (the filter's own inspection-time histogram, scorer on vs off).
 bench-detection: wasm envoy $(VENV)/.bench-installed
 	$(VENV)/bin/python bench/detection_cost.py
+
+# What a JWT caller costs rag-guard next to an API key (bench/identity_cost.py).
+bench-identity: wasm envoy $(VENV)/.bench-installed
+	$(VENV)/bin/python bench/identity_cost.py
 
 # Native micro-benchmarks (bench/suite.py runs the same command): own target
 # dir and unwind, or the bench's two builds of the cdylib+rlib library

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::auth::digest::sha256_hex;
+use crate::auth::jwt::encode_pairs;
 use crate::config;
 use crate::key_state::subjects::SubjectTable;
 use crate::ops::admin::AdminStatus;
@@ -17,33 +18,20 @@ enum V<'a> {
     L(&'a [&'a str]),
 }
 
-fn encode(pairs: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in pairs {
-        out.extend((k.len() as u32).to_le_bytes());
-        out.extend((v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend(k.as_bytes());
-        out.push(0);
-        out.extend(v);
-        out.push(0);
-    }
-    out
-}
-
 fn payload(claims: &[(&str, V<'_>)]) -> Vec<u8> {
     let pairs: Vec<(&str, Vec<u8>)> = claims
         .iter()
         .map(|(k, v)| {
             let bytes = match v {
                 V::S(s) => s.as_bytes().to_vec(),
-                V::L(items) => encode(&items.iter().map(|i| (*i, Vec::new())).collect::<Vec<_>>()),
+                V::L(items) => {
+                    encode_pairs(&items.iter().map(|i| (*i, Vec::new())).collect::<Vec<_>>())
+                }
             };
             (*k, bytes)
         })
         .collect();
-    encode(&pairs)
+    encode_pairs(&pairs)
 }
 
 fn config(extra: &str) -> Config {
@@ -149,7 +137,7 @@ fn a_verified_token_is_a_caller_with_its_tier_and_own_limits() {
 }
 
 #[test]
-fn the_token_wins_over_a_key_and_bad_tokens_are_401_naming_both_schemes() {
+fn a_key_wins_over_a_token_and_bad_tokens_are_401_naming_both_schemes() {
     let c = config("");
     let store = store_for(&c);
     let p = alice("pro", &[]);
@@ -161,7 +149,14 @@ fn the_token_wins_over_a_key_and_bad_tokens_are_401_naming_both_schemes() {
         &store,
         NOW,
     );
-    assert_eq!(d.forwarded_caller(), Some(("alice", "pro")));
+    assert_eq!(d.outcome, Outcome::InvalidKey);
+    let plain: [&[u8]; 1] = [b"k-plain"];
+    let unverified = RequestView {
+        bearer: true,
+        ..req("GET", "/x", &plain, None)
+    };
+    let d = decide(&c, &table(), &unverified, &store, NOW);
+    assert_eq!(d.forwarded_caller(), Some(("plain", "free")));
     // A bearer token jwt_authn did not verify, or one without a subject.
     let unverified = RequestView {
         bearer: true,

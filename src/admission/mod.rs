@@ -180,15 +180,31 @@ fn decide_inner<'c>(
 }
 
 /// The claims of the request's verified JWT: None when the request is one
-/// for API keys (no `jwt` section, or neither a verified payload nor a
-/// bearer token), Err for a bearer token that `jwt_authn` did not verify
-/// or a payload that names no subject. A verified token takes precedence
-/// over an API key sent with it (the key is then neither checked nor
-/// forwarded).
+/// for API keys (no `jwt` section, an API key header, or neither a verified
+/// payload nor a bearer token), Err for a bearer token that `jwt_authn` did
+/// not verify or a payload that names no subject. An API key takes
+/// precedence over a token sent with it: the adapter then does not even
+/// read the payload, so key requests cost the same with or without a `jwt`
+/// section.
 fn verified(config: &Config, req: &RequestView<'_>) -> Option<Result<jwt::Claims, ()>> {
     let settings = config.jwt.as_ref()?;
+    if !req.api_keys.is_empty() {
+        return None;
+    }
     match req.jwt_payload {
-        Some(payload) => Some(jwt::claims(settings, payload).map_err(|_| ())),
+        // A token named like a configured key would pose as that key's
+        // client upstream (`x-api-key-name`): refused.
+        Some(payload) => Some(
+            jwt::claims(settings, payload)
+                .map_err(|_| ())
+                .and_then(|c| {
+                    if config.keys.has_name(&c.name) {
+                        Err(())
+                    } else {
+                        Ok(c)
+                    }
+                }),
+        ),
         None if req.bearer => Some(Err(())),
         None => None,
     }
@@ -202,11 +218,16 @@ fn admitted_by_role(
     store: &dyn SharedStore,
     now_ns: u64,
 ) -> bool {
-    let Some(access) = &config.access else {
+    let (Some(access), Some(admin)) = (&config.access, &config.admin) else {
         return false;
     };
+    // Only grants at or under the admin prefix: `/` for the API is no
+    // grant of the admin API.
+    let scope = admin.path_prefix.as_str();
     match verified(config, req) {
-        Some(Ok(claims)) => access.allows(claims.roles.as_deref(), req.method, req.path),
+        Some(Ok(claims)) => {
+            access.allows_under(claims.roles.as_deref(), req.method, req.path, scope)
+        }
         Some(Err(())) => false,
         None => match authenticate(config, req.api_keys, now_ns / 1_000_000_000) {
             (Outcome::Allowed, Some(entry), _) => {
@@ -214,7 +235,8 @@ fn admitted_by_role(
                     crate::key_state::read(store, &entry.sha256),
                     Ok(Some(state)) if state.revoked.is_none()
                 );
-                not_revoked && access.allows(entry.roles.as_deref(), req.method, req.path)
+                not_revoked
+                    && access.allows_under(entry.roles.as_deref(), req.method, req.path, scope)
             }
             _ => false,
         },

@@ -44,11 +44,30 @@ impl Access {
     /// Whether a caller with `roles` (None: the default roles) may send
     /// `method` to `path` (the raw `:path`).
     pub fn allows<S: AsRef<str>>(&self, roles: Option<&[S]>, method: &[u8], path: &[u8]) -> bool {
+        self.allows_under(roles, method, path, "")
+    }
+
+    /// [`allows`](Self::allows), counting only grants whose prefix lies at
+    /// or under `scope`. The admin API asks with its prefix, so a broad grant
+    /// (`/`, meant for the API) never makes a caller an administrator.
+    pub fn allows_under<S: AsRef<str>>(
+        &self,
+        roles: Option<&[S]>,
+        method: &[u8],
+        path: &[u8],
+        scope: &str,
+    ) -> bool {
         let path = path_only(path);
+        let scope = Grant {
+            prefix: scope.to_string(),
+            methods: Vec::new(),
+        };
         let granted = |role: &str| {
-            self.roles
-                .get(role)
-                .is_some_and(|grants| grants.iter().any(|g| g.matches(method, path)))
+            self.roles.get(role).is_some_and(|grants| {
+                grants
+                    .iter()
+                    .any(|g| g.matches(method, path) && scope.matches(method, g.prefix.as_bytes()))
+            })
         };
         match roles {
             Some(roles) => roles.iter().any(|r| granted(r.as_ref())),
@@ -99,6 +118,19 @@ mod tests {
         assert!(a.allows(admin, b"GET", b"/rag-guard/admin/keys"));
         assert!(a.allows(admin, b"POST", b"/rag-guard/admin/keys/a/revoke"));
         assert!(!a.allows(admin, b"POST", b"/query"));
+    }
+
+    #[test]
+    fn only_grants_under_a_scope_count_for_it() {
+        let mut a = access();
+        a.roles.insert("everything".into(), vec![grant("/", &[])]);
+        let every = Some(&["everything"][..]);
+        assert!(a.allows(every, b"GET", b"/rag-guard/admin/keys"));
+        let admin_scope = "/rag-guard/admin";
+        assert!(!a.allows_under(every, b"GET", b"/rag-guard/admin/keys", admin_scope));
+        let admin = Some(&["admin"][..]);
+        assert!(a.allows_under(admin, b"GET", b"/rag-guard/admin/keys", admin_scope));
+        assert!(a.allows_under(admin, b"GET", b"/rag-guard/admin/keys", "/rag-guard/admin/"));
     }
 
     #[test]

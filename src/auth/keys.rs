@@ -14,7 +14,7 @@
 //! Lookups compare SHA-256 digests, not keys, so their timing reveals nothing
 //! useful about a key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::auth::digest::Digest;
 use crate::limits::token_bucket::Limits;
@@ -52,6 +52,7 @@ pub struct KeyTable {
     by_digest: HashMap<Digest, KeyEntry>,
     /// Replaced digest -> (its client's current digest, end of grace).
     previous: HashMap<Digest, (Digest, u64)>,
+    names: HashSet<String>,
 }
 
 impl KeyTable {
@@ -63,6 +64,7 @@ impl KeyTable {
             .flat_map(|e| e.previous.iter().map(|p| (p.sha256, (e.sha256, p.until))))
             .collect();
         KeyTable {
+            names: entries.iter().map(|e| e.name.clone()).collect(),
             by_digest: entries.into_iter().map(|e| (e.sha256, e)).collect(),
             previous,
         }
@@ -81,6 +83,11 @@ impl KeyTable {
         }
         let (current, until) = self.previous.get(digest)?;
         self.by_digest.get(current).map(|e| (e, Some(*until)))
+    }
+
+    /// Whether a configured key has this name.
+    pub fn has_name(&self, name: &str) -> bool {
+        self.names.contains(name)
     }
 
     pub fn len(&self) -> usize {

@@ -29,6 +29,8 @@ pub struct Host {
     pub request_body: Vec<u8>,
     pub shared: HashMap<String, (Vec<u8>, u32)>,
     pub source_address: Vec<u8>,
+    /// What `jwt_authn` stored as `jwt_payload`, if anything.
+    pub jwt_payload: Option<Vec<u8>>,
     pub now_ns: u64,
     /// Envoy's log level (0 trace .. 5 critical).
     pub log_level: i32,
@@ -303,10 +305,16 @@ pub extern "C" fn proxy_get_property(
 ) -> Status {
     called("get_property");
     let path = unsafe { bytes(path, path_size) };
-    if path != b"source\0address" {
+    let value = if path == b"source\0address" {
+        with(|h| h.source_address.clone())
+    } else if path == b"metadata\0filter_metadata\0envoy.filters.http.jwt_authn\0jwt_payload" {
+        match with(|h| h.jwt_payload.clone()) {
+            Some(payload) => payload,
+            None => return Status::NotFound,
+        }
+    } else {
         return Status::NotFound;
-    }
-    let value = with(|h| h.source_address.clone());
+    };
     unsafe { give(value, out_data, out_size) };
     Status::Ok
 }

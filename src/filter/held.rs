@@ -36,6 +36,9 @@ pub(super) struct SentIdentity {
     pub(super) name: bool,
     pub(super) tier: bool,
     pub(super) flags: bool,
+    /// A bearer token on a request judged by its API key (`jwt` configured):
+    /// `jwt_authn` may not have verified it, so it never goes upstream.
+    pub(super) unjudged_token: bool,
 }
 
 /// What the request waits for.

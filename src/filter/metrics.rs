@@ -13,7 +13,7 @@
 //! | `rag_guard.requests.decision.<d>.reason.<r>` | `rag_guard_requests{decision,reason}` |
 //! | `rag_guard.key_requests.key.<k>.tier.<t>.decision.<d>` | `rag_guard_key_requests{key,tier,decision}` |
 //! | `rag_guard.leak_detections.key.<k>.action.<a>` | `rag_guard_leak_detections{key,action}` |
-//! | `rag_guard.key_expires_at_seconds.key.<k>` (gauge, keys with `expires_at`) | `rag_guard_key_expires_at_seconds{key}` |
+//! | `rag_guard.key_expires_at_seconds.key.<k>` (gauge, `expires_at` in Unix seconds, 0: never) | `rag_guard_key_expires_at_seconds{key}` |
 //! | `rag_guard.body_flagged.category.<c>` | `rag_guard_body_flagged{category}` |
 //! | `rag_guard.cas_retries` | `rag_guard_cas_retries` |
 //! | `rag_guard.events_suppressed` | `rag_guard_events_suppressed` (per-request event lines left out past `events.max_per_second`) |
@@ -102,13 +102,12 @@ impl Metrics {
                 let id = counter(&leak_name(key, action))?;
                 per_key.insert((key.sha256, leak_slot(action)), id);
             }
-            // The key's expiry, for the alert on keys about to expire. Set
-            // here, never per request.
-            if let Some(at) = key.expires_at {
-                let name = format!("rag_guard.key_expires_at_seconds.key.{}", key.name);
-                let id = hostcalls::define_metric(MetricType::Gauge, &name)?;
-                hostcalls::record_metric(id, at)?;
-            }
+            // The key's expiry (0: never), for the alert on keys about to
+            // expire. Set here, never per request; 0 also clears the value
+            // an earlier configuration gave a key that no longer expires.
+            let name = format!("rag_guard.key_expires_at_seconds.key.{}", key.name);
+            let id = hostcalls::define_metric(MetricType::Gauge, &name)?;
+            hostcalls::record_metric(id, key.expires_at.unwrap_or(0))?;
         }
         Ok(Metrics {
             by_outcome,

@@ -153,6 +153,8 @@ impl RequestFilter {
             }
         }
         let jwt_payload: Option<Vec<u8>>;
+        sent_identity.unjudged_token =
+            bearer && !api_keys.is_empty() && active.config.jwt.is_some();
         let mut request = RequestView {
             authority,
             path,
@@ -176,7 +178,9 @@ impl RequestFilter {
                 now_ns = now;
                 request.client_ip =
                     host::source_address().and_then(|raw| parse_source_address(&raw));
-                if let Some(settings) = &active.config.jwt {
+                // A key request is judged by its key (it takes precedence):
+                // the payload is read only for requests without one.
+                if let Some(settings) = active.config.jwt.as_ref().filter(|_| api_keys.is_empty()) {
                     match host::jwt_payload(&settings.payload_key) {
                         Ok(found) => jwt_payload = found,
                         Err(_) => return refuse(&active, Outcome::Unavailable),
@@ -402,6 +406,9 @@ impl RequestFilter {
         }
         if f.strip_secret {
             applied = applied.and_then(|_| host::set_request_header(SECRET_HEADER, None));
+        }
+        if f.sent_identity.unjudged_token {
+            applied = applied.and_then(|_| host::set_request_header("authorization", None));
         }
         let sent = f.sent_identity;
         let written = [

@@ -32,7 +32,11 @@ fn config() -> String {
 
 /// A root context configured on a fresh fake host at `log_level`.
 fn configured(log_level: i32) -> RootFilter {
-    let plugin_config = config().into_bytes();
+    configured_with(log_level, &config())
+}
+
+fn configured_with(log_level: i32, config: &str) -> RootFilter {
+    let plugin_config = config.as_bytes().to_vec();
     let size = plugin_config.len();
     fake_host::with(|h| {
         *h = Host {
@@ -232,6 +236,37 @@ fn host_calls_per_path_are_pinned() {
         assert_eq!(ran.status, status, "{name}");
         assert_eq!(ran.counts(), calls, "{name}: {:?}", ran.calls);
     }
+}
+
+#[test]
+fn a_jwt_section_costs_key_requests_nothing_and_tokens_one_property_read() {
+    let with_jwt = config().replacen("{", r#"{"jwt": {}, "#, 1);
+    let plain = configured(WARN);
+    let key = get(&plain, &[("x-api-key", "k-good")]).counts();
+    let root = configured_with(WARN, &with_jwt);
+    // A key request: the payload is not read (the key takes precedence).
+    let ran = get(&root, &[("x-api-key", "k-good")]);
+    assert_eq!((ran.status, ran.counts()), (200, key.clone()));
+    // A token request: one more property read (the payload), the subject's
+    // set instead of the key's entry, no key to strip and no per-key counter.
+    let payload = crate::auth::jwt::encode_pairs(&[("sub", b"alice".to_vec())]);
+    fake_host::with(|h| h.jwt_payload = Some(payload));
+    let ran = get(&root, &[]);
+    let mut expected = key;
+    *expected.entry("get_property").or_default() += 1;
+    for gone in ["remove_header_map_value", "increment_metric"] {
+        *expected.entry(gone).or_default() -= 1;
+    }
+    expected.retain(|_, n| *n > 0);
+    println!(
+        "token GET: {} -> {} host calls {:?}",
+        ran.status,
+        ran.total(),
+        ran.counts()
+    );
+    assert_eq!((ran.status, ran.counts()), (200, expected));
+    let headers = fake_host::with(|h| h.request_headers.clone());
+    assert!(headers.contains(&("x-api-key-name".to_string(), b"alice".to_vec())));
 }
 
 #[test]

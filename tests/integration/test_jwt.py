@@ -146,13 +146,23 @@ def test_no_credential_names_both_schemes_and_keys_still_work(jwt_envoy):
     assert received_headers(resp)["x-api-key-name"] == ["client-good"]
 
 
-def test_a_token_takes_precedence_over_a_key(jwt_envoy):
+def test_a_key_takes_precedence_over_a_token(jwt_envoy):
     resp = request(jwt_envoy.port, path="/echo/x",
                    headers=bearer(token("u-5")) + [("X-API-Key", "not-a-key")])
+    assert resp.status == 401
+    assert resp.json() == {"detail": "Invalid API Key"}
+    resp = request(jwt_envoy.port, path="/echo/x",
+                   headers=bearer(token("u-5")) + [("X-API-Key", KEYS["good"])])
     assert resp.status == 200
     seen = received_headers(resp)
-    assert seen["x-api-key-name"] == ["u-5"]
+    assert seen["x-api-key-name"] == ["client-good"]
     assert "x-api-key" not in seen
+    # A token that jwt_authn let through unverified (/echo/lax) on a key
+    # request never reaches the upstream either.
+    resp = request(jwt_envoy.port, path="/echo/lax",
+                   headers=bearer(token("u-5", key=OTHER_KEY)) + [("X-API-Key", KEYS["good"])])
+    assert resp.status == 200
+    assert "authorization" not in received_headers(resp)
 
 
 def test_per_subject_limits_are_exact_across_two_workers(jwt_envoy):
@@ -214,6 +224,21 @@ def test_roles_decide_query_documents_and_admin(jwt_envoy):
     plain = bearer(token("r-4")) + json_type
     assert request(jwt_envoy.port, "POST", "/query", headers=plain, body=QUERY).status == 200
     assert request(jwt_envoy.port, "POST", "/documents", headers=plain, body=DOCUMENT).status == 403
+
+
+def test_a_broad_grant_is_no_admin_grant_and_key_names_cannot_be_borrowed(stacks):
+    cfg = plugin_config()
+    cfg["access"]["roles"]["everything"] = [{"prefix": "/"}]
+    envoy = start(stacks, cfg, "jwt-broad")
+    every = bearer(token("b-1", roles=["everything"]))
+    assert request(envoy.port, path="/echo/x", headers=every).status == 200
+    assert request(envoy.port, path=ADMIN + "keys", headers=every).status == 403
+    # A token whose name claim is a configured key's name would pose as
+    # that key upstream: refused.
+    resp = request(envoy.port, path="/echo/x",
+                   headers=bearer(token("b-2", email="client-good")))
+    assert resp.status == 401
+    assert resp.json() == {"detail": "Invalid bearer token"}
 
 
 def test_key_roles_and_an_admin_key(stacks):
