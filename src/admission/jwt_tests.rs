@@ -326,33 +326,54 @@ fn a_full_subject_table_refuses_newcomers_with_429() {
 #[test]
 fn jwt_configuration_is_checked() {
     let base = r#"{"keys": [], "jwt": JWT}"#;
-    for (jwt, ok) in [
-        (r#"{}"#, true),
-        (
-            r#"{"roles_claim": ["realm_access", "roles"], "name_claim": "email"}"#,
-            true,
-        ),
-        (r#"{"max_subjects": 8}"#, false),
-        (r#"{"max_subjects": 100000}"#, false),
-        (r#"{"roles_claim": []}"#, false),
-        (r#"{"payload_key": ""}"#, false),
-        (r#"{"subject": "sub"}"#, false),
+    for jwt in [
+        r#"{}"#,
+        r#"{"roles_claim": ["realm_access", "roles"], "name_claim": "email"}"#,
     ] {
-        let text = base.replace("JWT", jwt);
-        assert_eq!(config::parse(text.as_bytes()).is_ok(), ok, "{jwt}");
+        assert!(
+            config::parse(base.replace("JWT", jwt).as_bytes()).is_ok(),
+            "{jwt}"
+        );
     }
-    let roles_without_access = format!(
-        r#"{{"keys": [{{"name": "a", "sha256": "{}", "roles": ["x"]}}]}}"#,
-        sha256_hex(b"a")
-    );
-    assert!(config::parse(roles_without_access.as_bytes()).is_err());
+    // Each refusal names its field.
+    let field_of = |text: &str| config::parse(text.as_bytes()).err().map(|e| e.field);
+    for (jwt, field) in [
+        (r#"{"max_subjects": 8}"#, "jwt.max_subjects"),
+        (r#"{"max_subjects": 100000}"#, "jwt.max_subjects"),
+        (r#"{"roles_claim": []}"#, "jwt.roles_claim"),
+        (r#"{"payload_key": ""}"#, "jwt.payload_key"),
+        (r#"{"subject": "sub"}"#, "configuration"),
+    ] {
+        assert_eq!(
+            field_of(&base.replace("JWT", jwt)).as_deref(),
+            Some(field),
+            "{jwt}"
+        );
+    }
+    let key = |roles: &str| {
+        format!(
+            r#"{{"name": "a", "sha256": "{}", "roles": {roles}}}"#,
+            sha256_hex(b"a")
+        )
+    };
+    let roles_without_access = format!(r#"{{"keys": [{}]}}"#, key(r#"["x"]"#));
     let unknown_role = format!(
-        r#"{{"keys": [{{"name": "a", "sha256": "{}", "roles": ["x"]}}], "access": {{"roles": {{"y": []}}}}}}"#,
-        sha256_hex(b"a")
+        r#"{{"keys": [{}], "access": {{"roles": {{"y": []}}}}}}"#,
+        key(r#"["x"]"#)
     );
-    assert!(config::parse(unknown_role.as_bytes()).is_err());
+    let unknown_default = r#"{"keys": [], "access": {"roles": {"y": []}, "default_roles": ["z"]}}"#;
     let bad_grant = r#"{"keys": [], "access": {"roles": {"y": [{"prefix": "query"}]}}}"#;
-    assert!(config::parse(bad_grant.as_bytes()).is_err());
+    let bad_method =
+        r#"{"keys": [], "access": {"roles": {"y": [{"prefix": "/q", "methods": ["post"]}]}}}"#;
     let cluster = r#"{"keys": [], "jwt": {}, "cluster": {"service": "rls"}}"#;
-    assert!(config::parse(cluster.as_bytes()).is_err());
+    for (text, field) in [
+        (roles_without_access.as_str(), "keys[0].roles"),
+        (unknown_role.as_str(), "keys[0].roles"),
+        (unknown_default, "access.default_roles"),
+        (bad_grant, "access.roles.y[0].prefix"),
+        (bad_method, "access.roles.y[0].methods"),
+        (cluster, "jwt"),
+    ] {
+        assert_eq!(field_of(text).as_deref(), Some(field), "{text}");
+    }
 }

@@ -64,37 +64,10 @@ pub enum ClaimsError {
     NoSubject,
 }
 
-/// Parses one level of the pairs encoding; None unless the bytes are
-/// exactly one well-formed map or list.
+/// One level of the pairs encoding, read strictly: None unless the bytes
+/// are exactly one well-formed map or list.
 pub fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let read = |at: usize| -> Option<usize> {
-        let word = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
-        usize::try_from(word).ok()
-    };
-    let count = read(0)?;
-    // Each pair takes at least 8 bytes of lengths and 2 NULs.
-    if count > bytes.len() / 10 {
-        return None;
-    }
-    let mut data = 4 + count * 8;
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let (klen, vlen) = (read(4 + i * 8)?, read(8 + i * 8)?);
-        let key = bytes.get(data..data.checked_add(klen)?)?;
-        data += klen;
-        if bytes.get(data) != Some(&0) {
-            return None;
-        }
-        data += 1;
-        let value = bytes.get(data..data.checked_add(vlen)?)?;
-        data += vlen;
-        if bytes.get(data) != Some(&0) {
-            return None;
-        }
-        data += 1;
-        out.push((key, value));
-    }
-    (data == bytes.len()).then_some(out)
+    crate::http::header_map::parse_exact(bytes)
 }
 
 /// The value of `path` in an encoded map.
@@ -182,19 +155,8 @@ pub fn claims(settings: &JwtSettings, payload: &[u8]) -> Result<Claims, ClaimsEr
 /// payloads with it).
 #[cfg(test)]
 pub fn encode_pairs(pairs: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let len = |n: usize| u32::try_from(n).unwrap().to_le_bytes();
-    let mut out = len(pairs.len()).to_vec();
-    for (k, v) in pairs {
-        out.extend(len(k.len()));
-        out.extend(len(v.len()));
-    }
-    for (k, v) in pairs {
-        out.extend(k.as_bytes());
-        out.push(0);
-        out.extend(v);
-        out.push(0);
-    }
-    out
+    let slices: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (k.as_bytes(), &v[..])).collect();
+    crate::http::header_map::encode(&slices)
 }
 
 #[cfg(test)]

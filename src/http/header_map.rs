@@ -16,6 +16,18 @@ pub fn parse(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
+    read(bytes, false)
+}
+
+/// The same encoding read strictly: each name and value must be followed
+/// by a NUL byte and the map must end where the bytes do. Envoy encodes
+/// property values this way too (the claims of a JWT payload, a list of
+/// roles); strictness tells such an encoded map from a plain string.
+pub fn parse_exact(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    read(bytes, true)
+}
+
+fn read(bytes: &[u8], strict: bool) -> Option<Vec<(&[u8], &[u8])>> {
     let word = |at: usize| -> Option<usize> {
         let b = bytes.get(at..at.checked_add(4)?)?;
         usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
@@ -26,20 +38,27 @@ pub fn parse(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     if count > bytes.len() / 10 {
         return None;
     }
+    let nul = |at: usize| match bytes.get(at) {
+        Some(0) => Some(()),
+        Some(_) if !strict => Some(()),
+        _ => None,
+    };
     let mut at = 4 + 8 * count;
     let mut pairs = Vec::with_capacity(count);
     for i in 0..count {
         let name_len = word(4 + 8 * i)?;
         let value_len = word(8 + 8 * i)?;
         let name = bytes.get(at..at.checked_add(name_len)?)?;
-        at += name_len + 1;
+        at += name_len;
+        nul(at)?;
+        at += 1;
         let value = bytes.get(at..at.checked_add(value_len)?)?;
         at += value_len;
-        bytes.get(at)?;
+        nul(at)?;
         at += 1;
         pairs.push((name, value));
     }
-    Some(pairs)
+    (!strict || at == bytes.len()).then_some(pairs)
 }
 
 /// `pairs` serialized as the ABI expects, in one allocation.

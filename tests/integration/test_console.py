@@ -116,3 +116,24 @@ def test_sign_in_see_keys_revoke_and_restore(console_envoy, browser):
     assert requested and all(u.startswith(origin + "/") for u in requested), requested
     assert not problems, problems
     page.close()
+
+
+def test_sign_in_with_an_admin_role_token(stacks, browser):
+    """The console with JWT callers: a token with the admin role signs in
+    (jwt_authn verifies it, rag-guard grants the admin API by role); a
+    reader's token is refused by the API."""
+    from test_jwt import plugin_config, start, token
+
+    envoy = start(stacks, plugin_config(), "console-jwt")
+    origin = f"http://127.0.0.1:{envoy.port}"
+    page = browser.new_page()
+    page.goto(origin + PREFIX + "console")
+    page.check("input[name=mode][value=token]")
+    page.fill("#credential", token("reader-1", roles=["reader"]))
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#signin-error:has-text('403')", timeout=10000)
+    page.fill("#credential", token("ops-1", roles=["admin"]))
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#keys tbody tr[data-key='client-good']", timeout=10000)
+    assert page.inner_text("#who") == "signed in with a token"
+    page.close()
