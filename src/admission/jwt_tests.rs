@@ -282,44 +282,27 @@ fn the_admin_api_takes_an_admin_role_instead_of_the_secret() {
 fn a_full_subject_table_refuses_newcomers_with_429() {
     let c = config("");
     let store = store_for(&c);
+    let get = |p: &[u8], at: u64| decide(&c, &table(), &req("GET", "/x", &[], Some(p)), &store, at);
     // 16 subjects fill the one set (max_subjects 16).
     let subjects: Vec<Vec<u8>> = (0..17)
         .map(|i| payload(&[("sub", V::S(&format!("user-{i}")))]))
         .collect();
     for p in &subjects[..16] {
-        let d = decide(&c, &table(), &req("GET", "/x", &[], Some(p)), &store, NOW);
+        let d = get(p, NOW);
         assert_eq!(d.outcome, Outcome::Allowed);
     }
-    let d = decide(
-        &c,
-        &table(),
-        &req("GET", "/x", &[], Some(&subjects[16])),
-        &store,
-        NOW,
-    );
+    let d = get(&subjects[16], NOW);
     assert_eq!(d.outcome, Outcome::SubjectTableFull);
     let reply = d.reply.unwrap();
     assert_eq!(reply.status, 429);
     assert!(reply.headers.iter().any(|(n, _)| *n == "retry-after"));
     // Known subjects go on.
-    let d = decide(
-        &c,
-        &table(),
-        &req("GET", "/x", &[], Some(&subjects[0])),
-        &store,
-        NOW,
-    );
+    let d = get(&subjects[0], NOW);
     assert_eq!(d.outcome, Outcome::Allowed);
     // Free (free tier: 60/min, 1000/h): a record is free again after its
     // hour bucket has refilled, 3.6 s for one token.
     let later = NOW + 4 * SEC;
-    let d = decide(
-        &c,
-        &table(),
-        &req("GET", "/x", &[], Some(&subjects[16])),
-        &store,
-        later,
-    );
+    let d = get(&subjects[16], later);
     assert_eq!(d.outcome, Outcome::Allowed);
 }
 

@@ -9,11 +9,12 @@ use crate::http::LocalReply;
 use crate::key_state::rate_limiter::{self, Buckets, Source, Spend};
 use crate::key_state::RevokedBy;
 use crate::limits::headers as rate_headers;
-use crate::limits::token_bucket::{LimitKind, Limits, Verdict};
+use crate::limits::token_bucket::{BucketView, LimitKind, Limits, Verdict};
 use crate::shared_store::SharedStore;
 
 use super::decision::{ClusterCheck, Decision, RequestView};
 use super::outcome::Outcome;
+use super::roles::is_status_request;
 
 /// What a request of the valid, enabled, unexpired key `entry` gets.
 pub(super) fn decide_for_key<'c>(
@@ -34,8 +35,7 @@ pub(super) fn decide_for_key<'c>(
         ..Decision::of(outcome)
     };
 
-    let path = crate::http::path_only(req.path);
-    if req.method == b"GET" && path == config.rate_limit_status_path.as_bytes() {
+    if is_status_request(config, req) {
         return match rate_limiter::peek(store, digest, &entry.limits, now_ns) {
             Ok(Some((Some(revocation), _))) => Decision {
                 key,
@@ -43,13 +43,8 @@ pub(super) fn decide_for_key<'c>(
                 ..Decision::of(Outcome::RevokedKey(revocation.by))
             },
             Ok(Some((None, views))) => {
-                let body = rate_headers::status_body(&entry.name, &entry.tier, &views);
-                let headers = rate_headers::headers(&entry.limits, &views);
-                let reply = LocalReply {
-                    status: 200,
-                    body: body.to_string().into_bytes(),
-                    headers: headers.clone(),
-                };
+                let (reply, headers) =
+                    status_reply(&entry.name, &entry.tier, &entry.limits, &views);
                 decision(Outcome::RateLimitStatus, Some(reply), headers)
             }
             _ => Decision::of(Outcome::Unavailable),
@@ -147,6 +142,24 @@ pub(super) fn decide_for_key<'c>(
     };
     d.cas_retries = result.cas_retries;
     d
+}
+
+/// The status endpoint's answer for a caller's buckets `views`, and its
+/// rate-limit headers.
+pub(super) fn status_reply(
+    name: &str,
+    tier: &str,
+    limits: &Limits,
+    views: &[BucketView; 3],
+) -> (LocalReply, Vec<(&'static str, String)>) {
+    let body = rate_headers::status_body(name, tier, views);
+    let headers = rate_headers::headers(limits, views);
+    let reply = LocalReply {
+        status: 200,
+        body: body.to_string().into_bytes(),
+        headers: headers.clone(),
+    };
+    (reply, headers)
 }
 
 /// The 429 of a request its buckets refused (`verdict.allowed` is false),

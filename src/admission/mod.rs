@@ -15,6 +15,7 @@ mod decision;
 mod jwt_tests;
 mod key_limits;
 mod outcome;
+mod roles;
 mod subject_limits;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use crate::ops::admin::{self, AdminRequest};
 use crate::shared_store::SharedStore;
 
 use authenticate::authenticate;
+use roles::role_forbids;
 
 pub use authenticate::MAX_KEY_BYTES;
 pub use decision::{ClusterCheck, Decision, RequestView, Subject};
@@ -165,16 +167,12 @@ fn decide_inner<'c>(
     let Some(entry) = key else {
         return Decision::of(Outcome::Unavailable);
     };
-    if let Some(access) = &config.access {
-        let path = crate::http::path_only(req.path);
-        let status = req.method == b"GET" && path == config.rate_limit_status_path.as_bytes();
-        if !status && !access.allows(entry.roles.as_deref(), req.method, req.path) {
-            return Decision {
-                key,
-                key_id,
-                ..Decision::of(Outcome::Forbidden)
-            };
-        }
+    if role_forbids(config, entry.roles.as_deref(), req) {
+        return Decision {
+            key,
+            key_id,
+            ..Decision::of(Outcome::Forbidden)
+        };
     }
     key_limits::decide_for_key(config, req, store, now_ns, entry, key_id)
 }

@@ -11,8 +11,9 @@ use crate::limits::headers as rate_headers;
 use crate::shared_store::SharedStore;
 
 use super::decision::{Decision, RequestView, Subject};
-use super::key_limits::exceeded;
+use super::key_limits::{exceeded, status_reply};
 use super::outcome::Outcome;
+use super::roles::{is_status_request, role_forbids};
 
 /// What a request of the caller `claims` names gets.
 pub(super) fn decide_for_subject<'c>(
@@ -43,24 +44,14 @@ pub(super) fn decide_for_subject<'c>(
         ..Decision::of(outcome)
     };
 
-    let path = crate::http::path_only(req.path);
-    let status = req.method == b"GET" && path == config.rate_limit_status_path.as_bytes();
-    if let Some(access) = &config.access {
-        if !status && !access.allows(claims.roles.as_deref(), req.method, req.path) {
-            return decision(Outcome::Forbidden, None, Vec::new());
-        }
+    if role_forbids(config, claims.roles.as_deref(), req) {
+        return decision(Outcome::Forbidden, None, Vec::new());
     }
     let table = SubjectTable::for_subjects(settings.max_subjects);
-    if status {
+    if is_status_request(config, req) {
         return match table.peek(store, &claims.digest, &limits, now_ns) {
             Ok(Some(views)) => {
-                let body = rate_headers::status_body(&subject.name, &subject.tier, &views);
-                let headers = rate_headers::headers(&limits, &views);
-                let reply = LocalReply {
-                    status: 200,
-                    body: body.to_string().into_bytes(),
-                    headers: headers.clone(),
-                };
+                let (reply, headers) = status_reply(&subject.name, &subject.tier, &limits, &views);
                 decision(Outcome::RateLimitStatus, Some(reply), headers)
             }
             _ => decision(Outcome::Unavailable, None, Vec::new()),

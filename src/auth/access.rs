@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::http::path_only;
+use crate::http::{path_only, under_prefix};
 
 /// One thing a role may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,10 +24,7 @@ pub struct Grant {
 
 impl Grant {
     pub fn matches(&self, method: &[u8], path: &[u8]) -> bool {
-        let prefix = self.prefix.trim_end_matches('/').as_bytes();
-        let segment_match =
-            path.starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/'));
-        segment_match
+        under_prefix(path, &self.prefix)
             && (self.methods.is_empty() || self.methods.iter().any(|m| m.as_bytes() == method))
     }
 }
@@ -58,15 +55,11 @@ impl Access {
         scope: &str,
     ) -> bool {
         let path = path_only(path);
-        let scope = Grant {
-            prefix: scope.to_string(),
-            methods: Vec::new(),
-        };
         let granted = |role: &str| {
             self.roles.get(role).is_some_and(|grants| {
                 grants
                     .iter()
-                    .any(|g| g.matches(method, path) && scope.matches(method, g.prefix.as_bytes()))
+                    .any(|g| g.matches(method, path) && under_prefix(g.prefix.as_bytes(), scope))
             })
         };
         match roles {

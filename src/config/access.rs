@@ -8,6 +8,7 @@ use crate::auth::access::{Access, Grant};
 
 use super::error::{err, ConfigError};
 use super::keys::{is_plain_name, name_rule};
+use super::limits::{check_prefix, is_method};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,16 +38,8 @@ pub(super) fn parse_access(raw: RawAccess) -> Result<Access, ConfigError> {
         }
         let mut parsed = Vec::with_capacity(grants.len());
         for (i, g) in grants.into_iter().enumerate() {
-            if !g.prefix.starts_with('/') || g.prefix.contains(['?', '#', '*']) {
-                return Err(err(
-                    field(&format!("[{i}].prefix")),
-                    "must be a path starting with '/' without query, fragment or '*'",
-                ));
-            }
-            if g.methods
-                .iter()
-                .any(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
-            {
+            check_prefix(field(&format!("[{i}].prefix")), &g.prefix)?;
+            if !g.methods.iter().all(|m| is_method(m)) {
                 return Err(err(
                     field(&format!("[{i}].methods")),
                     "must be upper-case HTTP methods (empty: any method)",

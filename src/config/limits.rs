@@ -84,6 +84,23 @@ pub(super) fn parse_tiers(
     Ok(tiers)
 }
 
+/// A path prefix of route costs and role grants: starts with '/', no
+/// query, fragment or '*'.
+pub(super) fn check_prefix(field: String, prefix: &str) -> Result<(), ConfigError> {
+    if !prefix.starts_with('/') || prefix.contains(['?', '#', '*']) {
+        return Err(err(
+            field,
+            "must be a path starting with '/' without query, fragment or '*'",
+        ));
+    }
+    Ok(())
+}
+
+/// An upper-case HTTP method name.
+pub(super) fn is_method(m: &str) -> bool {
+    !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase())
+}
+
 pub(super) fn parse_route_costs(
     raw: Vec<RawRouteCost>,
     tiers: &BTreeMap<String, Limits>,
@@ -91,14 +108,9 @@ pub(super) fn parse_route_costs(
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let field = |f: &str| format!("route_costs[{i}].{f}");
-        if !r.prefix.starts_with('/') || r.prefix.contains(['?', '#', '*']) {
-            return Err(err(
-                field("prefix"),
-                "must be a path starting with '/' without query, fragment or '*'",
-            ));
-        }
+        check_prefix(field("prefix"), &r.prefix)?;
         let method = match r.method {
-            Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m),
+            Some(m) if is_method(&m) => Some(m),
             Some(_) => return Err(err(field("method"), "must be an upper-case HTTP method")),
             None => None,
         };

@@ -76,6 +76,14 @@ pub fn path_only(path: &[u8]) -> &[u8] {
     &path[..end]
 }
 
+/// Whether `path` lies under `prefix` on whole segments: `/documents`
+/// (or `/documents/`) covers `/documents` and `/documents/7`, not
+/// `/documentsX`; `/` covers every path.
+pub fn under_prefix(path: &[u8], prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/').as_bytes();
+    path.starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Route costs: requests on some routes spend more than one token.
 
-use crate::http::path_only;
+use crate::http::{path_only, under_prefix};
 
 /// A route that costs more than one token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +15,8 @@ pub struct RouteCost {
 
 impl RouteCost {
     pub fn matches(&self, method: &[u8], path: &[u8]) -> bool {
-        let prefix = self.prefix.trim_end_matches('/').as_bytes();
-        let segment_match =
-            path.starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/'));
-        segment_match && self.method.as_ref().is_none_or(|m| m.as_bytes() == method)
+        under_prefix(path, &self.prefix)
+            && self.method.as_ref().is_none_or(|m| m.as_bytes() == method)
     }
 }
 

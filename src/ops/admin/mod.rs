@@ -41,7 +41,6 @@ use query::{days_param, query_has_secret, split_query, MAX_SECRET_BYTES};
 use usage_report::usage_report;
 
 pub use answer::{AdminAnswer, AdminRequest, AdminStatus, UsageQuery};
-pub use console::CSP as CONSOLE_CSP;
 pub use dates::rfc3339;
 pub use keys::key_event;
 pub use usage_report::{cluster_usage_reply, usage_days, usage_names};
