@@ -22,7 +22,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build cluster redis-server chromium run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-detection bench-identity bench-host-calls bench-limiter fuzz corpus-eval train clean
+.PHONY: all build cluster redis-server chromium run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-detection bench-scorer valgrind bench-identity bench-host-calls bench-limiter fuzz corpus-eval train clean
 
 all: build
 
@@ -144,7 +144,7 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 # passthrough vs Envoy's native filters vs rag-guard vs a FastAPI middleware:
 # bench/results/latest.md and latest.png. BENCH_SECONDS, BENCH_REPEATS,
 # BENCH_LATENCY_SECONDS, BENCH_RATE, BENCH_RATE_LARGE: see bench/suite.py.
-bench: build cluster redis-server envoy wrk $(VENV)/.bench-installed
+bench: build cluster redis-server envoy wrk bench-scorer $(VENV)/.bench-installed
 	cargo build --release -p rag-guard-cluster --examples
 	cargo build --release --target wasm32-wasip1 -p rag-guard-noop-filter
 	$(VENV)/bin/python bench/suite.py
@@ -153,8 +153,19 @@ bench: build cluster redis-server envoy wrk $(VENV)/.bench-installed
 
 # What the prompt-injection scorer and document screening cost inside Envoy
 # (the filter's own inspection-time histogram, scorer on vs off).
-bench-detection: wasm envoy $(VENV)/.bench-installed
+bench-detection: wasm envoy bench-scorer $(VENV)/.bench-installed
 	$(VENV)/bin/python bench/detection_cost.py
+
+# The scorer's native instruction counts (valgrind: repeatable where
+# timings are not), bench/scorer_instructions.py.
+bench-scorer: valgrind
+	CARGO_TARGET_DIR=target/bench-native CARGO_PROFILE_RELEASE_PANIC=unwind cargo build --release --example scorer_instructions
+	$(PYTHON) bench/scorer_instructions.py
+
+valgrind:
+	@command -v valgrind >/dev/null || { \
+	  echo "installing valgrind from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 
 # What a JWT caller costs rag-guard next to an API key (bench/identity_cost.py).
 bench-identity: wasm envoy $(VENV)/.bench-installed

@@ -34,29 +34,67 @@ fn finish(h: u64) -> u32 {
     ((x >> 32) ^ x) as u32
 }
 
+/// Each ASCII letter or digit as itself (`ALNUM`), or in lower case
+/// (`ALNUM_LOWER`, for raw text), 0 for other bytes: one load tells a
+/// letter (and lowers it).
+static ALNUM: [u8; 256] = alnum_table(false);
+static ALNUM_LOWER: [u8; 256] = alnum_table(true);
+
+const fn alnum_table(lower: bool) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = if lower { c.to_ascii_lowercase() } else { c };
+        }
+        b += 1;
+    }
+    t
+}
+
+/// Where a text's features go: the scorer's weight sum (`model`), or a
+/// closure (`rag-guard features`, the tests). The hasher owns its sink
+/// and gives it back at the end, so that the whole loop, sink included,
+/// is one function whose state stays in registers (a sink borrowed by
+/// reference made every feature a chain of loads and stores through
+/// pointers).
+pub trait Sink {
+    fn feature(&mut self, f: u32);
+}
+
+/// A closure as a [`Sink`].
+struct Emit<F>(F);
+
+impl<F: FnMut(u32)> Sink for Emit<F> {
+    #[inline(always)]
+    fn feature(&mut self, f: u32) {
+        (self.0)(f)
+    }
+}
+
 /// The running state over one text.
-struct Hasher<F: FnMut(u32)> {
-    emit: F,
+struct Hasher<S: Sink> {
+    sink: S,
     /// Hash of the previous token, for bigrams (when `has_prev`).
     prev: u64,
     has_prev: bool,
-    /// The word being read (when `in_word`): its hash, its length, and its
-    /// last two characters as `older | newer << 21` (a trigram's key is
-    /// `older | newer << 21 | next << 42`, tagged; the begin and end
+    /// The word being read (when `len > 0`): its hash, its length, and
+    /// its last two characters as `older | newer << 21` (a trigram's key
+    /// is `older | newer << 21 | next << 42`, tagged; the begin and end
     /// markers are the code points after U+10FFFF).
-    in_word: bool,
     word: u64,
     len: usize,
     pair: u64,
 }
 
-impl<F: FnMut(u32)> Hasher<F> {
-    fn new(emit: F) -> Self {
+impl<S: Sink> Hasher<S> {
+    #[inline(always)]
+    fn new(sink: S) -> Self {
         Hasher {
-            emit,
+            sink,
             prev: 0,
             has_prev: false,
-            in_word: false,
             word: 0,
             len: 0,
             pair: 0,
@@ -65,22 +103,23 @@ impl<F: FnMut(u32)> Hasher<F> {
 
     #[inline(always)]
     fn token(&mut self, h: u64) {
-        (self.emit)(finish(h ^ SALT_UNIGRAM));
+        self.sink.feature(finish(h ^ SALT_UNIGRAM));
         if self.has_prev {
-            (self.emit)(finish(self.prev.wrapping_mul(FNV_PRIME) ^ h ^ SALT_BIGRAM));
+            self.sink
+                .feature(finish(self.prev.wrapping_mul(FNV_PRIME) ^ h ^ SALT_BIGRAM));
         }
         (self.prev, self.has_prev) = (h, true);
     }
 
     #[inline(always)]
     fn letter(&mut self, c: u64) {
-        if !self.in_word {
-            (self.in_word, self.word, self.len, self.pair) = (true, FNV_BASIS, 0, BEGIN << 21);
+        if self.len == 0 {
+            (self.word, self.pair) = (FNV_BASIS, BEGIN << 21);
         }
         self.word = (self.word ^ c).wrapping_mul(FNV_PRIME);
         // From the second character on, within the first MAX_TRIGRAM_WORD.
         if self.len.wrapping_sub(1) < MAX_TRIGRAM_WORD - 1 {
-            (self.emit)(finish(self.pair | c << 42 | TAG_TRIGRAM));
+            self.sink.feature(finish(self.pair | c << 42 | TAG_TRIGRAM));
         }
         self.pair = self.pair >> 21 | c << 21;
         self.len += 1;
@@ -88,19 +127,21 @@ impl<F: FnMut(u32)> Hasher<F> {
 
     #[inline(always)]
     fn end_word(&mut self) {
-        if self.in_word {
-            self.in_word = false;
+        if self.len > 0 {
             if self.len <= MAX_TRIGRAM_WORD {
-                (self.emit)(finish(self.pair | END << 42 | TAG_TRIGRAM));
+                self.sink
+                    .feature(finish(self.pair | END << 42 | TAG_TRIGRAM));
             }
+            self.len = 0;
             self.token(self.word);
         }
     }
 
     /// One character of a normalized text (whitespace is `' '` there).
+    #[inline(always)]
     fn char(&mut self, c: char) {
         if c.is_ascii() {
-            ascii_byte(self, c as u8);
+            self.ascii_byte(c as u8);
         } else if c.is_alphanumeric() {
             self.letter(u64::from(u32::from(c)));
         } else if c.is_whitespace() {
@@ -110,57 +151,84 @@ impl<F: FnMut(u32)> Hasher<F> {
         }
     }
 
+    #[inline(always)]
     fn symbol(&mut self, c: u64) {
         self.end_word();
         self.token((FNV_BASIS ^ c).wrapping_mul(FNV_PRIME) ^ 0x7f);
     }
+
+    #[inline(always)]
+    fn ascii_byte(&mut self, b: u8) {
+        let alnum = ALNUM[usize::from(b)];
+        if alnum != 0 {
+            self.letter(u64::from(alnum));
+        } else if b == b' ' {
+            self.end_word();
+        } else {
+            self.symbol(u64::from(b));
+        }
+    }
+
+    #[inline(always)]
+    fn done(mut self) -> S {
+        self.end_word();
+        self.sink
+    }
 }
 
-/// Calls `emit` with every feature of `normalized` (the screening form of
-/// `normalization::normalize`), in text order, repeats included.
-pub fn for_each_feature(normalized: &str, emit: impl FnMut(u32)) {
-    let mut h = Hasher::new(emit);
+/// Feeds every feature of `normalized` (the screening form of
+/// `normalization::normalize`) to `sink`, in text order, repeats
+/// included, and gives the sink back.
+#[inline(always)]
+pub fn feed<S: Sink>(normalized: &str, sink: S) -> S {
+    let mut h = Hasher::new(sink);
     if normalized.is_ascii() {
         for &b in normalized.as_bytes() {
-            ascii_byte(&mut h, b);
+            h.ascii_byte(b);
         }
     } else {
         for c in normalized.chars() {
             h.char(c);
         }
     }
-    h.end_word();
+    h.done()
 }
 
+/// [`feed`] of `normalize(raw)`, without building the normalized text (see
+/// `normalization::for_each_screened_char`): the document screening reads
+/// chunks of a large text through this.
 #[inline(always)]
-fn ascii_byte<F: FnMut(u32)>(h: &mut Hasher<F>, b: u8) {
-    if b.is_ascii_alphanumeric() {
-        h.letter(u64::from(b));
-    } else if b == b' ' {
-        h.end_word();
-    } else {
-        h.symbol(u64::from(b));
-    }
-}
-
-/// [`for_each_feature`] of `normalize(raw)`, without building the
-/// normalized text (see `normalization::for_each_screened_char`): the
-/// document screening reads chunks of a large text through this.
-pub fn for_each_feature_of_raw(raw: &str, emit: impl FnMut(u32)) {
-    let mut h = Hasher::new(emit);
+pub fn feed_raw<S: Sink>(raw: &str, sink: S) -> S {
+    let mut h = Hasher::new(sink);
     if raw.is_ascii() {
         // Most documents: one tight loop, the state in registers.
         for &b in raw.as_bytes() {
-            match b {
-                b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => h.end_word(),
-                0..=0x1f | 0x7f => {}
-                _ => ascii_byte(&mut h, b.to_ascii_lowercase()),
+            let lower = ALNUM_LOWER[usize::from(b)];
+            if lower != 0 {
+                h.letter(u64::from(lower));
+            } else {
+                match b {
+                    b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => h.end_word(),
+                    0..=0x1f | 0x7f => {}
+                    _ => h.symbol(u64::from(b)),
+                }
             }
         }
     } else {
         for_each_screened_char(raw, |c| h.char(c));
     }
-    h.end_word();
+    h.done()
+}
+
+/// Calls `emit` with every feature of `normalized`, in text order,
+/// repeats included.
+pub fn for_each_feature(normalized: &str, emit: impl FnMut(u32)) {
+    feed(normalized, Emit(emit));
+}
+
+/// [`for_each_feature`] of `normalize(raw)`.
+pub fn for_each_feature_of_raw(raw: &str, emit: impl FnMut(u32)) {
+    feed_raw(raw, Emit(emit));
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 //! length, so a repeated sentence scores as once, and long and short texts
 //! are on one scale. Its score is the logit's sigmoid, between 0 and 1.
 
-use super::features::{for_each_feature, for_each_feature_of_raw};
+use super::features::{feed, feed_raw, Sink};
 
 const MAGIC: &[u8; 4] = b"RGPI";
 const VERSION: u8 = 1;
@@ -73,9 +73,10 @@ impl Partial {
 /// access. A chunk counts each distinct feature once (so repeating a
 /// sentence does not raise its score), and a window of two chunks
 /// subtracts the entries both used. One table per thread (64 KiB), kept
-/// between texts: a new chunk takes the next number; when the numbers wrap
-/// (every 254 chunks) the older stamps are cleared and the previous chunk's
-/// renumbered.
+/// between texts: a new chunk takes the next number (a new text the one
+/// after, so that no entry holds the number before its first chunk); when
+/// the numbers wrap the older stamps are cleared and the previous chunk's
+/// renumbered. Number 0 is "never".
 pub struct Stamps {
     chunk: u8,
     /// The weights it holds (the model's table address).
@@ -92,27 +93,71 @@ impl Stamps {
         }
     }
 
-    /// Starts a chunk scored with `weights`: its number, and whether the
-    /// previous number is the chunk before it in the same text
-    /// (`continues`, the caller's word: it is the previous chunk scored).
-    fn start(&mut self, weights: &[u8; TABLE], continues: bool) -> (u8, bool) {
+    /// Starts a chunk scored with `weights` and gives its number. The
+    /// number before it is the chunk before it in the same text when
+    /// `continues` (the caller's word: it is the previous chunk scored),
+    /// and a number no entry holds when not: a new text skips one.
+    fn start(&mut self, weights: &[u8; TABLE], mut continues: bool) -> u8 {
         let of = weights.as_ptr() as usize;
         if self.of != of {
+            continues = false;
             for (t, w) in self.table.iter_mut().zip(weights.iter()) {
                 *t = u16::from(*w);
             }
             (self.of, self.chunk) = (of, 0);
         }
-        self.chunk = self.chunk.wrapping_add(1);
-        if self.chunk == 0 {
-            // Numbers wrap: the previous chunk (255) becomes 1, every older
-            // stamp is forgotten (0: never), and this chunk is 2.
-            for t in self.table.iter_mut() {
-                *t = if *t >> 8 == 0xff { 0x100 } else { 0 } | (*t & 0xff);
+        let step = if continues { 1 } else { 2 };
+        match self.chunk.checked_add(step) {
+            Some(next) => self.chunk = next,
+            None => {
+                // Numbers wrap: the previous chunk becomes 1, every older
+                // stamp is forgotten (0: never), and this chunk is 1 + step.
+                let last = u16::from(self.chunk) << 8;
+                for t in self.table.iter_mut() {
+                    *t = if *t & 0xff00 == last { 0x100 } else { 0 } | (*t & 0xff);
+                }
+                self.chunk = 1 + step;
             }
-            self.chunk = 2;
         }
-        (self.chunk, continues && self.chunk > 1)
+        self.chunk
+    }
+}
+
+/// The sink of one chunk's features: each table entry counted once per
+/// chunk (its stamp), and the entries the chunk before used too.
+struct Dedupe<'a> {
+    table: &'a mut [u16; TABLE],
+    /// This chunk's stamp and the one before it (in the high byte); no
+    /// entry holds `before` unless the chunk continues a text.
+    now: u16,
+    before: u16,
+    /// The fresh entries' weight sum and count as `sum << 32 | count`
+    /// (one add per feature for both), and the same for the entries the
+    /// chunk before used too.
+    fresh: i64,
+    shared: i64,
+}
+
+impl Dedupe<'_> {
+    fn unpack(packed: i64) -> Partial {
+        Partial {
+            sum: i32::try_from(packed >> 32).unwrap_or(i32::MAX),
+            count: packed as u32,
+        }
+    }
+}
+
+impl Sink for Dedupe<'_> {
+    #[inline(always)]
+    fn feature(&mut self, f: u32) {
+        let entry = &mut self.table[f as usize & (TABLE - 1)];
+        let (last, weight) = (*entry & 0xff00, *entry & 0xff);
+        *entry = self.now | weight;
+        // Branch-free: about half of a text's features repeat one seen
+        // earlier in the chunk, too many for a branch to predict.
+        let unit = i64::from(weight as u8 as i8) << 32 | 1;
+        self.fresh += unit & -i64::from(last != self.now);
+        self.shared += unit & -i64::from(last == self.before);
     }
 }
 
@@ -184,11 +229,6 @@ impl Model {
         with_stamps(|stamps| self.chunk_partial(normalized, true, stamps, false).0)
     }
 
-    /// The weight sum of `normalize(raw)` (each distinct feature once).
-    pub fn partial_of_raw(&self, raw: &str) -> Partial {
-        with_stamps(|stamps| self.chunk_partial(raw, false, stamps, false).0)
-    }
-
     /// The weight sum of one chunk of text (`normalized`: already in
     /// screening form, else normalized as it is read), and the part of it
     /// that the chunk before used too when `continues`: a window of two
@@ -200,30 +240,20 @@ impl Model {
         stamps: &mut Stamps,
         continues: bool,
     ) -> (Partial, Partial) {
-        let (chunk, continues) = stamps.start(self.weights, continues);
-        let (now, before) = (u16::from(chunk) << 8, u16::from(chunk.wrapping_sub(1)) << 8);
-        let (mut p, mut overlap) = (Partial::default(), Partial::default());
-        let table: &mut [u16; TABLE] = &mut stamps.table;
-        let mut add = |f: u32| {
-            let entry = &mut table[f as usize & (TABLE - 1)];
-            let (last, weight) = (*entry & 0xff00, *entry & 0xff);
-            // Branch-free: about half of a text's features repeat one seen
-            // earlier in the chunk, too many for a branch to predict.
-            let fresh = i32::from(last != now);
-            let shared = fresh & i32::from(continues & (last == before));
-            *entry = now | weight;
-            let w = i32::from(weight as u8 as i8);
-            p.sum += w * fresh;
-            p.count += fresh as u32;
-            overlap.sum += w * shared;
-            overlap.count += shared as u32;
+        let chunk = stamps.start(self.weights, continues);
+        let sink = Dedupe {
+            table: &mut stamps.table,
+            now: u16::from(chunk) << 8,
+            before: u16::from(chunk.wrapping_sub(1)) << 8,
+            fresh: 0,
+            shared: 0,
         };
-        if normalized {
-            for_each_feature(text, &mut add);
+        let done = if normalized {
+            feed(text, sink)
         } else {
-            for_each_feature_of_raw(text, &mut add);
-        }
-        (p, overlap)
+            feed_raw(text, sink)
+        };
+        (Dedupe::unpack(done.fresh), Dedupe::unpack(done.shared))
     }
 
     /// The logit of a weight sum.

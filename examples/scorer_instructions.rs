@@ -1,0 +1,46 @@
+//! Runs the prompt-injection scorer a given number of times, for counting
+//! its instructions under valgrind (`make bench-scorer-instructions`,
+//! bench/scorer_instructions.py): instruction counts repeat exactly on a
+//! shared machine where timings vary by a third.
+//!
+//! `scorer_instructions question N`: `Scorer::logit` on a 2,000-character
+//! question, N times; `scorer_instructions document N`: `screen_document`
+//! on 1 MB of prose, N times. The text is built before the first run; the
+//! difference between two counts is the cost of the extra runs.
+
+use std::hint::black_box;
+
+use rag_guard::inspection::forms::Forms;
+use rag_guard::inspection::scorer::{embedded, Scorer};
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let what = args.get(1).map(String::as_str).unwrap_or("question");
+    let runs: u32 = args
+        .get(2)
+        .and_then(|n| n.parse().ok())
+        .ok_or("usage: scorer_instructions question|document RUNS")?;
+    let model = embedded()?;
+    let scorer = Scorer::new(model, model.threshold, model.document_threshold, 0.3);
+    let prose = std::fs::read_to_string("tests/data/train_documents.txt")
+        .map_err(|e| e.to_string())?
+        .replace('\n', " ")
+        .repeat(8);
+    match what {
+        "question" => {
+            let forms = Forms::of(prose.get(..2000).unwrap_or(&prose));
+            for _ in 0..runs {
+                black_box(scorer.logit(black_box(&forms).all()));
+            }
+        }
+        "document" => {
+            let doc = prose.repeat(1 + (1 << 20) / prose.len().max(1));
+            let doc = doc.get(..1 << 20).unwrap_or(&doc);
+            for _ in 0..runs {
+                black_box(scorer.screen_document(black_box(doc)));
+            }
+        }
+        other => return Err(format!("unknown {other}")),
+    }
+    Ok(())
+}
