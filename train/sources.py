@@ -17,10 +17,12 @@ lines are assigned to families by their surface form:
   false-positive lists, the CRS cases).
 
 Families written for rag-guard (tests/data/README.md): malicious
-`rg-attacks` (train_attacks.jsonl) and `rg-attacks-b` (train_attacks_b.jsonl,
-written separately in other styles), benign `rg-benign` (train_benign.txt),
-`rg-benign-b` (train_benign_b.txt) and `rg-documents` (train_documents.txt),
-and `rg-poisoned`, made of two of them (our attacks planted in our
+`rg-attacks`, `rg-attacks-b`, `rg-attacks-c` (train_attacks*.jsonl, each
+written separately in other styles), `rg-indirect`, `rg-indirect-b`
+(train_indirect*.jsonl), benign `rg-benign`, `rg-benign-b`, `rg-benign-c`
+(train_benign*.txt), `rg-meta` (train_meta.txt), `rg-documents`,
+`rg-documents-b` (train_documents*.txt), and `rg-poisoned`,
+`rg-poisoned-b`, made of three of them each (our attacks planted in our
 paragraphs). Held out from all training, for
 evaluation only: hard_benign.txt, own_attacks.jsonl, documents_eval.jsonl.
 """
@@ -101,22 +103,38 @@ def training_families() -> dict[str, tuple[int, list[str]]]:
     attacks = [json.loads(l)["text"] for l in lines(DATA / "train_attacks.jsonl")]
     fams["rg-attacks"] = (1, attacks)
     fams["rg-attacks-b"] = (1, [json.loads(l)["text"] for l in lines(DATA / "train_attacks_b.jsonl")])
+    attacks_c = [json.loads(l)["text"] for l in lines(DATA / "train_attacks_c.jsonl")]
+    fams["rg-attacks-c"] = (1, attacks_c)
     fams["rg-benign"] = (0, lines(DATA / "train_benign.txt"))
     fams["rg-benign-b"] = (0, lines(DATA / "train_benign_b.txt"))
+    fams["rg-benign-c"] = (0, lines(DATA / "train_benign_c.txt"))
     fams["rg-meta"] = (0, lines(DATA / "train_meta.txt"))
     paragraphs = lines(DATA / "train_documents.txt")
-    # Documents come to the scorer in windows of about 512 bytes: the
-    # paragraphs (about 400-600) and pairs of neighbours cut to that size.
-    fams["rg-documents"] = (0, paragraphs + [
-        f"{a} {b}"[:560] for a, b in zip(paragraphs, paragraphs[1:] + paragraphs[:1])])
+    fams["rg-documents"] = (0, windows(paragraphs))
+    paragraphs_b = lines(DATA / "train_documents_b.txt")
+    fams["rg-documents-b"] = (0, windows(paragraphs_b))
     indirect = [json.loads(l)["text"] for l in lines(DATA / "train_indirect.jsonl")]
     fams["rg-indirect"] = (1, indirect)
+    indirect_b = [json.loads(l)["text"] for l in lines(DATA / "train_indirect_b.jsonl")]
+    fams["rg-indirect-b"] = (1, indirect_b)
     fams["rg-poisoned"] = (1, poisoned(paragraphs, attacks) + poisoned(paragraphs[::-1], indirect))
+    fams["rg-poisoned-b"] = (1, poisoned(paragraphs_b, indirect_b) + poisoned(paragraphs_b[::-1], attacks_c))
     return fams
 
 
 # Families made from others: left out of training whenever one of those is.
-DERIVED = {"rg-poisoned": {"rg-documents", "rg-attacks", "rg-indirect"}}
+DERIVED = {
+    "rg-poisoned": {"rg-documents", "rg-attacks", "rg-indirect"},
+    "rg-poisoned-b": {"rg-documents-b", "rg-indirect-b", "rg-attacks-c"},
+}
+# Document paragraphs: the document threshold is chosen on these.
+DOCUMENTS = {"rg-documents", "rg-documents-b"}
+
+
+def windows(paragraphs: list[str]) -> list[str]:
+    """Documents come to the scorer in windows of about 512 bytes: the
+    paragraphs (about 300-600) and pairs of neighbours cut to that size."""
+    return paragraphs + [f"{a} {b}"[:560] for a, b in zip(paragraphs, paragraphs[1:] + paragraphs[:1])]
 
 
 def poisoned(paragraphs: list[str], attacks: list[str]) -> list[str]:

@@ -127,7 +127,7 @@ def dataset(fams: dict, leave_out: str | None = None):
             continue
         texts += items
         labels += [label] * len(items)
-        docs += [name == "rg-documents"] * len(items)
+        docs += [name in sources.DOCUMENTS] * len(items)
     return texts, np.array(labels), np.array(docs)
 
 
@@ -153,7 +153,7 @@ def train() -> None:
         "threshold": question,
         "threshold_rule": f"at most {BENIGN_FP:.1%} of 5-fold cross-validated benign question scores reach it",
         "document_threshold": document,
-        "document_threshold_rule": f"at most {DOCUMENT_FP:.1%} of cross-validated rg-documents paragraph scores reach it",
+        "document_threshold_rule": f"at most {DOCUMENT_FP:.1%} of cross-validated document paragraph scores reach it",
         "families": {k: {"label": v[0], "texts": len(v[1])} for k, v in fams.items()},
         "data_sha256": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in data_files},
         "nonzero_weights": int(np.count_nonzero(model[0])),
@@ -207,7 +207,7 @@ def cross_source() -> None:
         held = features(items)
         scores = probability(held, model)
         flags = rule_flags(items)
-        t = document if name == "rg-documents" else question
+        t = document if name in sources.DOCUMENTS else question
         rules = np.mean([bool(f) for f in flags])
         scorer = np.mean(scores >= t)
         both = np.mean([combined(f, s, t) for f, s in zip(flags, scores)])
@@ -219,12 +219,12 @@ def cross_source() -> None:
         hits = [h for row in rows for h in pick(row)]
         return f"{np.mean(hits):.1%}"
     attacks = pooled[1]
-    benign = [r for r in pooled[0] if r[0] not in ("rg-documents", "strings")]
+    benign = [r for r in pooled[0] if r[0] not in sources.DOCUMENTS | {"strings"}]
     print(f"pooled over the attack families ({sum(len(r[1]) for r in attacks)} texts): rules only "
           f"{share(attacks, lambda r: r[1])}, scorer only {share(attacks, lambda r: r[2])}, rules+scorer "
           f"{share(attacks, lambda r: r[3][VETO_BELOW])}")
     print("veto_below: pooled attack detection / false positives on the benign question families "
-          "(questions, chat, rg-benign, rg-benign-b), rules+scorer:")
+          f"({', '.join(r[0] for r in benign)}), rules+scorer:")
     print("  " + ", ".join(f"{v}: {share(attacks, lambda r: r[3][v])} / {share(benign, lambda r: r[3][v])}"
                            for v in VETOES))
 
