@@ -6,7 +6,9 @@ next; instruction counts repeat exactly. This runs the native example
 `scorer_instructions` (examples/scorer_instructions.rs) under callgrind
 with 0 and N repetitions of one text and prints the difference per text:
 `Scorer::logit` on a 2,000-character question and `screen_document` on
-1 MB of prose, the texts of `cargo bench --bench hot_paths`. Native x86-64
+1 MB of prose, the texts of `cargo bench --bench hot_paths`; then the
+last-level cache misses a question adds when other work ran before it (as
+in a proxy), simulated by cachegrind. Native x86-64
 instructions, not V8's: a count to compare one build of the scorer with
 another, not a time in Envoy (bench/detection_cost.py measures that).
 """
@@ -33,6 +35,18 @@ def instructions(what: str, runs: int) -> int:
     return int(found.group(1))
 
 
+def ll_misses(what: str, runs: int) -> int:
+    """Last-level data-cache misses simulated by cachegrind (1 MiB, 16-way)."""
+    out = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null",
+         "--LL=1048576,16,64", str(EXAMPLE), what, str(runs)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True)
+    found = re.search(r"LLd misses:\s+([\d,]+)", out.stderr)
+    if not found:
+        raise SystemExit(f"no cache counts from valgrind:\n{out.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
 def main() -> int:
     if not EXAMPLE.exists():
         print(f"{EXAMPLE} is missing: run `make bench-scorer`", file=sys.stderr)
@@ -42,6 +56,13 @@ def main() -> int:
         text = "a 2,000-character question (Scorer::logit)" if what == "question" \
             else "1 MB of prose (Scorer::screen_document)"
         print(f"scorer instructions, {text}: {per:,.0f} per text ({per / (2000 if what == 'question' else 1 << 20):.1f} per byte)")
+    # In a proxy the scorer's table is cold: other work runs between two
+    # questions. 4 MiB written between questions ("pollute"), with and
+    # without the question ("cold"): the misses the question adds.
+    runs = 200
+    misses = (ll_misses("cold", runs) - ll_misses("pollute", runs)) / runs
+    print(f"scorer cache misses, a 2,000-character question after 4 MiB of other work: {misses:,.0f} "
+          f"last-level misses per question (cachegrind, 1 MiB LL; the table is 1,024 lines of 64 bytes)")
     return 0
 
 

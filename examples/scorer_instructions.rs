@@ -33,6 +33,19 @@ fn main() -> Result<(), String> {
                 black_box(scorer.logit(black_box(&forms).all()));
             }
         }
+        "cold" | "pollute" => {
+            // Between questions, 4 MiB written (what else a proxy touches
+            // between two requests): the scorer's tables start cold.
+            let forms = Forms::of(prose.get(..2000).unwrap_or(&prose));
+            let mut other = vec![0u8; 4 << 20];
+            for i in 0..runs {
+                other.iter_mut().step_by(64).for_each(|b| *b = b.wrapping_add(i as u8));
+                black_box(&other);
+                if what == "cold" {
+                    black_box(scorer.logit(black_box(&forms).all()));
+                }
+            }
+        }
         "document" => {
             let doc = prose.repeat(1 + (1 << 20) / prose.len().max(1));
             let doc = doc.get(..1 << 20).unwrap_or(&doc);
