@@ -39,7 +39,10 @@ fn main() -> Result<(), String> {
             let forms = Forms::of(prose.get(..2000).unwrap_or(&prose));
             let mut other = vec![0u8; 4 << 20];
             for i in 0..runs {
-                other.iter_mut().step_by(64).for_each(|b| *b = b.wrapping_add(i as u8));
+                other
+                    .iter_mut()
+                    .step_by(64)
+                    .for_each(|b| *b = b.wrapping_add(i as u8));
                 black_box(&other);
                 if what == "cold" {
                     black_box(scorer.logit(black_box(&forms).all()));
