@@ -27,7 +27,7 @@ use rag_guard::inspection::normalization::normalize;
 use rag_guard::inspection::routes::FieldKind;
 use rag_guard::inspection::rules::Category;
 use rag_guard::inspection::scorer::{self, features::for_each_feature, model::sigmoid};
-use rag_guard::inspection::verdict::{flag_categories, BodyVerdict};
+use rag_guard::inspection::verdict::{flag_categories, forwarded, BodyVerdict};
 
 /// Longest `--expires-in` accepted.
 const MAX_KEY_LIFETIME: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
@@ -246,14 +246,19 @@ fn scan(args: &[String]) -> Result<(), String> {
         let text = unescape_line(&line);
         let value = serde_json::Value::String(text.clone());
         let mut verdict = match inspection.inspect_field(rule, &field, &value) {
-            BodyVerdict::Pass { flags } if flags.is_empty() => {
-                serde_json::json!({"verdict": "pass"})
+            BodyVerdict::Pass { flags } if forwarded(&flags).next().is_none() => {
+                let vetoed: Vec<&str> = flags.iter().map(|f| f.rule_id.as_str()).collect();
+                if vetoed.is_empty() {
+                    serde_json::json!({"verdict": "pass"})
+                } else {
+                    serde_json::json!({"verdict": "pass", "vetoed": vetoed})
+                }
             }
             BodyVerdict::Pass { flags } => serde_json::json!({
                 "verdict": "report",
                 "categories": flag_categories(&flags).iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                "rules": flags.iter().map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
-                "offset": flags.iter().find_map(|f| f.offset),
+                "rules": forwarded(&flags).map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
+                "offset": forwarded(&flags).find_map(|f| f.offset),
             }),
             BodyVerdict::Reject(r) => serde_json::json!({
                 "verdict": "block",

@@ -17,6 +17,7 @@
 //! | `rag_guard.body_flagged.category.<c>` | `rag_guard_body_flagged{category}` |
 //! | `rag_guard.cas_retries` | `rag_guard_cas_retries` |
 //! | `rag_guard.events_suppressed` | `rag_guard_events_suppressed` (per-request event lines left out past `events.max_per_second`) |
+//! | `rag_guard.scorer_vetoes` | `rag_guard_scorer_vetoes` (prompt-injection rule matches the scorer vetoed: the request passed) |
 //! | `rag_guard.cluster.call_errors` | `rag_guard_cluster_call_errors` (per-request calls to the cluster service that got no usable answer) |
 //! | `rag_guard.cluster.fallbacks` | `rag_guard_cluster_fallbacks` (requests decided by local buckets, `failure_mode: local`) |
 //! | `rag_guard.cluster.syncs` / `rag_guard.cluster.sync_errors` | `rag_guard_cluster_syncs` / `rag_guard_cluster_sync_errors` |
@@ -65,6 +66,7 @@ pub struct Metrics {
     /// changes.
     cluster: [u32; 5],
     events_suppressed: u32,
+    scorer_vetoes: u32,
     /// (key digest, decision or leak slot) -> id: a copyable key, so the
     /// per-request lookup allocates nothing.
     per_key: RefCell<HashMap<(Digest, &'static str), u32>>,
@@ -122,6 +124,7 @@ impl Metrics {
                 counter("rag_guard.cluster.adopted")?,
             ],
             events_suppressed: counter("rag_guard.events_suppressed")?,
+            scorer_vetoes: counter("rag_guard.scorer_vetoes")?,
             inspection_us: hostcalls::define_metric(
                 MetricType::Histogram,
                 "rag_guard.inspection_duration_us",
@@ -151,6 +154,11 @@ impl Metrics {
     pub fn count_flag(&self, category: Category) {
         let pos = Category::ALL.iter().position(|x| *x == category);
         increment(pos.and_then(|i| self.flagged.get(i)).copied(), 1);
+    }
+
+    /// A prompt-injection rule's match the scorer vetoed.
+    pub fn count_veto(&self) {
+        increment(Some(self.scorer_vetoes), 1);
     }
 
     pub fn count_cas_retries(&self, retries: u32) {

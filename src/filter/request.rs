@@ -527,10 +527,16 @@ impl RequestFilter {
             BodyVerdict::Pass { flags } => {
                 // One event per match: field, category and rule id.
                 for flag in &flags {
-                    active.metrics.count_flag(flag.category);
+                    let (name, reason) = if flag.vetoed {
+                        active.metrics.count_veto();
+                        ("input_vetoed", "scorer_veto")
+                    } else {
+                        active.metrics.count_flag(flag.category);
+                        ("input_flagged", "report_only")
+                    };
                     let flagged = SecurityEvent {
-                        event: "input_flagged",
-                        reason: "report_only",
+                        event: name,
+                        reason,
                         field: Some(flag.field.clone()),
                         category: Some(flag.category.as_str()),
                         rule: Some(flag.rule_id.clone()),
@@ -546,7 +552,10 @@ impl RequestFilter {
                         pending.now_ns,
                     );
                 }
-                if host::set_request_header(FLAGS_HEADER, Some(&flags_header(&flags))).is_err() {
+                let header = flags_header(&flags);
+                if !header.is_empty()
+                    && host::set_request_header(FLAGS_HEADER, Some(&header)).is_err()
+                {
                     return refuse_body(active);
                 }
                 Action::Continue

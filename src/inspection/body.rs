@@ -241,6 +241,7 @@ impl BodyInspection {
                     action: self.action(Category::DocumentInjection),
                     score: Some(found.score),
                     offset: Some(u32::try_from(found.offset).unwrap_or(u32::MAX)),
+                    vetoed: false,
                 };
                 self.apply(name, m, flags)?;
             }
@@ -264,6 +265,7 @@ impl BodyInspection {
                 rule_id: f.rule_id,
                 score: None,
                 offset: None,
+                vetoed: false,
             })
             .collect();
         let scorer = self
@@ -279,7 +281,9 @@ impl BodyInspection {
             match ruled {
                 // Only a blocking scorer vetoes: in report mode it observes.
                 Some(i) if self.model_action == Action::Block && scorer.vetoes(logit) => {
-                    matches.remove(i);
+                    if let Some(m) = matches.get_mut(i) {
+                        (m.vetoed, m.score) = (true, Some(score));
+                    }
                 }
                 Some(i) => {
                     if let Some(m) = matches.get_mut(i) {
@@ -294,6 +298,7 @@ impl BodyInspection {
                         action: weaker(self.action(Category::PromptInjection), self.model_action),
                         score: Some(score),
                         offset: None,
+                        vetoed: false,
                     },
                 ),
                 None => {}
@@ -304,6 +309,17 @@ impl BodyInspection {
 
     /// Blocks or flags one match.
     fn apply(&self, name: &str, m: Match, flags: &mut Vec<Flag>) -> Result<(), Rejection> {
+        if m.vetoed {
+            flags.push(Flag {
+                field: name.to_string(),
+                category: m.category,
+                rule_id: m.rule_id,
+                score: m.score,
+                offset: m.offset,
+                vetoed: true,
+            });
+            return Ok(());
+        }
         match m.action {
             Action::Block => Err(Rejection {
                 field: Some(name.to_string()),
@@ -320,6 +336,7 @@ impl BodyInspection {
                     rule_id: m.rule_id,
                     score: m.score,
                     offset: m.offset,
+                    vetoed: false,
                 });
                 Ok(())
             }
@@ -340,6 +357,8 @@ struct Match {
     action: Action,
     score: Option<f32>,
     offset: Option<u32>,
+    /// Vetoed by the scorer: recorded as a vetoed flag, never blocks.
+    vetoed: bool,
 }
 
 /// The less severe of two actions.
@@ -699,7 +718,15 @@ mod model_tests {
     fn a_low_score_vetoes_a_prompt_injection_rule_only() {
         let meta = "How do red teams test chatbots for role-play jailbreaks?";
         let bi = inspection(json!({}));
-        assert_eq!(ask(&bi, meta), BodyVerdict::Pass { flags: vec![] });
+        // It passes; the vetoed match is kept (counted and logged by the
+        // filter), not forwarded.
+        let BodyVerdict::Pass { flags } = ask(&bi, meta) else {
+            panic!("blocked");
+        };
+        assert_eq!(flags.len(), 1);
+        assert!(flags[0].vetoed && flags[0].rule_id == "pi-jailbreak-persona");
+        assert!(flags[0].score.is_some_and(|s| s < 0.3));
+        assert_eq!(flags_header(&flags), "");
         // No veto: the rule blocks.
         let strict = inspection(json!({"injection_model": {"veto_below": 0.0}}));
         assert!(matches!(ask(&strict, meta), BodyVerdict::Reject(_)));

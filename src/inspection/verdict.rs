@@ -26,6 +26,17 @@ pub struct Flag {
     pub rule_id: String,
     pub score: Option<f32>,
     pub offset: Option<u32>,
+    /// A prompt-injection rule's match that the scorer vetoed (the text
+    /// scored below `veto_below`: a question about injection). The request
+    /// passes and the upstream is not told (no `x-rag-guard-flags`); the
+    /// filter counts and logs it, so that an operator can audit what the
+    /// veto let through.
+    pub vetoed: bool,
+}
+
+/// The flags the upstream is told about (all but the vetoed).
+pub fn forwarded(flags: &[Flag]) -> impl Iterator<Item = &Flag> {
+    flags.iter().filter(|f| !f.vetoed)
 }
 
 /// The value of `x-rag-guard-flags`: each flagged category once, in
@@ -35,7 +46,7 @@ pub struct Flag {
 pub fn flags_header(flags: &[Flag]) -> String {
     let mut out = String::new();
     for category in flag_categories(flags) {
-        let mine = || flags.iter().filter(move |f| f.category == category);
+        let mine = || forwarded(flags).filter(move |f| f.category == category);
         if !out.is_empty() {
             out.push(',');
         }
@@ -50,10 +61,10 @@ pub fn flags_header(flags: &[Flag]) -> String {
     out
 }
 
-/// The distinct categories of `flags`, in category order (the value of
-/// `x-rag-guard-flags`).
+/// The distinct categories of the forwarded `flags`, in category order
+/// (the value of `x-rag-guard-flags`).
 pub fn flag_categories(flags: &[Flag]) -> Vec<Category> {
-    let mut out: Vec<Category> = flags.iter().map(|f| f.category).collect();
+    let mut out: Vec<Category> = forwarded(flags).map(|f| f.category).collect();
     out.sort();
     out.dedup();
     out

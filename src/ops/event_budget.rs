@@ -26,7 +26,7 @@ pub enum Class {
     /// `auth_failure`, `rate_limited`, `host_rejected`,
     /// `method_override_rejected`.
     Refusal,
-    /// `validation_failed`, `input_flagged`.
+    /// `validation_failed`, `input_flagged`, `input_vetoed`.
     Inspection,
     /// `cluster_unavailable`, `cluster_fallback`.
     Cluster,

@@ -39,7 +39,7 @@ pub struct SecurityEvent {
     /// `failed_auth`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<&'static str>,
-    /// For `validation_failed` / `input_flagged`: the JSON field (never its
+    /// For `validation_failed` / `input_flagged` / `input_vetoed`: the JSON field (never its
     /// value), the screening category and the rule id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,

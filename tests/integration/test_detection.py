@@ -93,6 +93,35 @@ def test_a_blocked_question_logs_its_score(envoy):
     assert 0.5 <= events[-1]["score"] <= 1.0
 
 
+def stat(envoy, name: str) -> int:
+    text = request(envoy.admin_port, path=f"/stats?filter=^{re.escape(name)}$").body.decode()
+    match = re.search(rf"^{re.escape(name)}: (\d+)$", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def test_a_vetoed_rule_match_passes_unflagged_and_is_counted(stacks):
+    # Default actions (the scorer blocks, so it vetoes), an echo upstream
+    # to see what is forwarded.
+    routes = {"routes": [{"path": "/echo/query", "max_body_bytes": 65536, "fields": {
+        "question": {"type": "string", "required": True, "screen": ["prompt_injection"]}}}]}
+    envoy = stacks.envoy(base_plugin_config(body_inspection=routes), name="detection-veto")
+    name = "wasmcustom.rag_guard.scorer_vetoes"
+    assert stat(envoy, name) == 0
+    # A rule (pi-jailbreak-persona) matches; the scorer says it is a question.
+    resp = post(envoy, "/echo/query", {"question": "How do red teams test chatbots for role-play jailbreaks?"})
+    assert resp.status == 200, resp.body[:300]
+    assert "x-rag-guard-flags" not in upstream_headers(resp)
+    events = [json.loads(l[l.index("{"):]) for l in envoy.log().splitlines() if '"input_vetoed"' in l]
+    assert events, envoy.log()[-2000:]
+    assert events[-1]["reason"] == "scorer_veto" and events[-1]["category"] == "prompt_injection"
+    assert events[-1]["rule"] == "pi-jailbreak-persona" and events[-1]["score"] < 0.3
+    assert events[-1]["field"] == "question"
+    # Counted once; an attack the same rule finds is blocked, not vetoed.
+    assert stat(envoy, name) == 1
+    assert post(envoy, "/echo/query", {"question": own_attacks("role_play")[0]}).status == 400
+    assert stat(envoy, name) == 1
+
+
 def echo_routes(document_action: str = "report") -> dict:
     return {
         "injection_model": {"mode": "report"},
