@@ -162,8 +162,8 @@ def documents(label: str) -> list[dict]:
 
 def test_poisoned_documents_are_flagged_with_their_offset(report_envoy):
     # All 60 held-out poisoned documents; the share flagged is measured
-    # (docs/detection.md: 24 with the model of this commit, whose document
-    # threshold lets 1 of the 80 clean ones through), the offsets checked
+    # (docs/detection.md: 38 with the model of this commit; the document
+    # threshold moves with the data, 24 with an earlier one), the offsets checked
     # for each one flagged. The floor catches a model that stops finding
     # documents, not the exact share.
     flagged = 0
