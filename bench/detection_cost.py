@@ -9,7 +9,8 @@ filter's own `rag_guard_inspection_duration_us` histogram (the time of
 `BodyInspection::inspect` in V8, per request) gives the mean time per
 body, read from Envoy's Prometheus output before and after each round.
 The two Envoys compared get their requests alternately (drift on a shared
-machine falls on both), in five rounds; the differences (their median) are the scorer's cost on a 2,000-character question and the
+machine falls on both), in five rounds; the differences (their median) are
+the scorer's cost on a 2,000-character question and the
 document screening's cost on 1 MB of prose. Envoy's histogram sums are
 approximate (a few percent); the figures are means over all requests.
 """
@@ -37,7 +38,7 @@ DOCUMENTS = 20
 ROUNDS = 5
 # BASELINE_WASM=path: also compare this module with another build (both
 # with the scorer on), alternately, e.g. the module of an earlier commit.
-BASELINE = Path(os.environ["BASELINE_WASM"]) if os.environ.get("BASELINE_WASM") else None
+BASELINE = Path(os.environ["BASELINE_WASM"]).resolve() if os.environ.get("BASELINE_WASM") else None
 # 2,000 characters of varied English prose (the first benign document
 # paragraphs), as one question.
 QUESTION = " ".join((DATA / "train_documents.txt").read_text().splitlines())[:2000]

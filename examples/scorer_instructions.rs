@@ -1,5 +1,5 @@
 //! Runs the prompt-injection scorer a given number of times, for counting
-//! its instructions under valgrind (`make bench-scorer-instructions`,
+//! its instructions under valgrind (`make bench-scorer`,
 //! bench/scorer_instructions.py): instruction counts repeat exactly on a
 //! shared machine where timings vary by a third.
 //!

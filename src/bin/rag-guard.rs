@@ -259,6 +259,7 @@ fn scan(args: &[String]) -> Result<(), String> {
                 "categories": flag_categories(&flags).iter().map(|c| c.as_str()).collect::<Vec<_>>(),
                 "rules": forwarded(&flags).map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
                 "offset": forwarded(&flags).find_map(|f| f.offset),
+                "vetoed": flags.iter().filter(|f| f.vetoed).map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
             }),
             BodyVerdict::Reject(r) => serde_json::json!({
                 "verdict": "block",

@@ -501,7 +501,7 @@ impl RequestFilter {
         self.finish_body(active, pending, &body)
     }
 
-    /// Judges a complete body: forward (with report-only flags) or reject.
+    /// Judges a complete body: forward (with report-only and vetoed flags) or reject.
     fn finish_body(&mut self, active: &Active, pending: PendingBody, body: &[u8]) -> Action {
         let inspection = &active.config.body_inspection;
         let Some(route) = inspection.routes.get(pending.route) else {

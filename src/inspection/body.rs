@@ -252,7 +252,8 @@ impl BodyInspection {
     /// The rules' findings on a short text, with the scorer's say on
     /// prompt injection: a score at or above the threshold is a finding
     /// (`pi-model`) when no rule found one, and a rule's finding on a text
-    /// scoring below `veto_below` is dropped.
+    /// scoring below `veto_below` is vetoed (kept as a vetoed flag: it
+    /// passes).
     fn text_matches(&self, text: &str, active: &[Category]) -> Vec<Match> {
         let forms = Forms::of(text);
         let mut matches: Vec<Match> = self

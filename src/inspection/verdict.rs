@@ -1,4 +1,4 @@
-//! What inspecting a body decides: pass (with report-only flags) or a
+//! What inspecting a body decides: pass (with report-only and vetoed flags) or a
 //! rejection that names the field and category, never the payload.
 
 use serde_json::Value;
@@ -9,14 +9,14 @@ use crate::inspection::rules::Category;
 /// The outcome of inspecting one body.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BodyVerdict {
-    /// Forward; `flags` are the report-only matches.
+    /// Forward; `flags` are the report-only matches and the vetoed ones.
     Pass {
         flags: Vec<Flag>,
     },
     Reject(Rejection),
 }
 
-/// A report-only match: which configured field, category and rule, the
+/// A report-only (or vetoed) match: which configured field, category and rule, the
 /// scorer's score when it had one, and for a document the byte offset of
 /// the chunk it is in.
 #[derive(Debug, Clone, PartialEq)]

@@ -318,7 +318,7 @@ mod tests {
     fn windows_are_the_same_whatever_came_before() {
         // Weights that vary by entry, and a text of many chunks: its window
         // logits must not depend on how many chunks were scored before it
-        // (the chunk numbers wrap every 254 chunks).
+        // (the chunk numbers wrap every 127 to 254 chunks).
         let weights: Vec<i8> = (0..TABLE).map(|i| ((i % 201) as i32 - 100) as i8).collect();
         let m = Model::parse(file(BITS, &weights, 0.0)).unwrap();
         let text: String = (0..600)
