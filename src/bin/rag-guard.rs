@@ -246,21 +246,26 @@ fn scan(args: &[String]) -> Result<(), String> {
         let text = unescape_line(&line);
         let value = serde_json::Value::String(text.clone());
         let mut verdict = match inspection.inspect_field(rule, &field, &value) {
-            BodyVerdict::Pass { flags } if forwarded(&flags).next().is_none() => {
-                let vetoed: Vec<&str> = flags.iter().map(|f| f.rule_id.as_str()).collect();
-                if vetoed.is_empty() {
+            BodyVerdict::Pass { flags } => {
+                let vetoed: Vec<&str> = flags
+                    .iter()
+                    .filter(|f| f.vetoed)
+                    .map(|f| f.rule_id.as_str())
+                    .collect();
+                if forwarded(&flags).next().is_some() {
+                    serde_json::json!({
+                        "verdict": "report",
+                        "categories": flag_categories(&flags).iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                        "rules": forwarded(&flags).map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
+                        "offset": forwarded(&flags).find_map(|f| f.offset),
+                        "vetoed": vetoed,
+                    })
+                } else if vetoed.is_empty() {
                     serde_json::json!({"verdict": "pass"})
                 } else {
                     serde_json::json!({"verdict": "pass", "vetoed": vetoed})
                 }
             }
-            BodyVerdict::Pass { flags } => serde_json::json!({
-                "verdict": "report",
-                "categories": flag_categories(&flags).iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                "rules": forwarded(&flags).map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
-                "offset": forwarded(&flags).find_map(|f| f.offset),
-                "vetoed": flags.iter().filter(|f| f.vetoed).map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
-            }),
             BodyVerdict::Reject(r) => serde_json::json!({
                 "verdict": "block",
                 "status": r.status,

@@ -308,21 +308,11 @@ impl BodyInspection {
         matches
     }
 
-    /// Blocks or flags one match.
+    /// Blocks or flags one match (a vetoed match is a flag whatever its
+    /// action).
     fn apply(&self, name: &str, m: Match, flags: &mut Vec<Flag>) -> Result<(), Rejection> {
-        if m.vetoed {
-            flags.push(Flag {
-                field: name.to_string(),
-                category: m.category,
-                rule_id: m.rule_id,
-                score: m.score,
-                offset: m.offset,
-                vetoed: true,
-            });
-            return Ok(());
-        }
-        match m.action {
-            Action::Block => Err(Rejection {
+        match (m.vetoed, m.action) {
+            (false, Action::Block) => Err(Rejection {
                 field: Some(name.to_string()),
                 category: Some(m.category),
                 rule_id: Some(m.rule_id.into_boxed_str()),
@@ -330,18 +320,18 @@ impl BodyInspection {
                 offset: m.offset,
                 ..Rejection::new(400, "malicious_pattern", BLOCKED_DETAIL)
             }),
-            Action::Report => {
+            (false, Action::Off) => Ok(()),
+            (vetoed, _) => {
                 flags.push(Flag {
                     field: name.to_string(),
                     category: m.category,
                     rule_id: m.rule_id,
                     score: m.score,
                     offset: m.offset,
-                    vetoed: false,
+                    vetoed,
                 });
                 Ok(())
             }
-            Action::Off => Ok(()),
         }
     }
 }
