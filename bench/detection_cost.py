@@ -42,7 +42,10 @@ BASELINE = Path(os.environ["BASELINE_WASM"]).resolve() if os.environ.get("BASELI
 # 2,000 characters of varied English prose (the first benign document
 # paragraphs), as one question.
 QUESTION = " ".join((DATA / "train_documents.txt").read_text().splitlines())[:2000]
-PROSE = (" ".join((DATA / "train_documents.txt").read_text().splitlines()) * 200)[: 1024 * 1024]
+# 1 MB of the paragraphs separated by blank lines, as a document has them.
+# A flagged document's screening stops at its finding, so the run fails if
+# this one is flagged (main) rather than time part of a megabyte.
+PROSE = ("\n\n".join((DATA / "train_documents.txt").read_text().splitlines()) * 200)[: 1024 * 1024]
 
 
 def histogram(envoy: stack.Envoy) -> tuple[float, int]:
@@ -51,6 +54,13 @@ def histogram(envoy: stack.Envoy) -> tuple[float, int]:
     total = re.search(r"^rag_guard_inspection_duration_us_sum\{\} ([\d.e+]+)", prom, re.M)
     count = re.search(r"^rag_guard_inspection_duration_us_count\{\} (\d+)", prom, re.M)
     return (float(total.group(1)) if total else 0.0, int(count.group(1)) if count else 0)
+
+
+def documents_flagged(envoy: stack.Envoy) -> int:
+    with urllib.request.urlopen(f"{envoy.admin_url}/stats/prometheus", timeout=5) as r:
+        prom = r.read().decode()
+    found = re.search(r'^rag_guard_body_flagged\{category="document_injection"\} (\d+)', prom, re.M)
+    return int(found.group(1)) if found else 0
 
 
 def send(envoy: stack.Envoy, path: str, body: bytes) -> None:
@@ -120,6 +130,11 @@ def main() -> int:
                                                   (envoys["scorer"], "/query", question), QUESTIONS, ROUNDS)
                 bd_on, d_new, bd_diffs = added_us((envoys["base-documents"], "/documents", document),
                                                   (envoys["documents"], "/documents", document), DOCUMENTS, ROUNDS)
+            for name in ("documents", "base-documents"):
+                if name in envoys and documents_flagged(envoys[name]):
+                    print(f"the 1 MB document is flagged by {name}: its screening stopped at the finding, "
+                          "the times are not of a whole megabyte", file=sys.stderr)
+                    return 1
     finally:
         for envoy in envoys.values():
             envoy.stop()
@@ -134,10 +149,10 @@ def main() -> int:
           f"{d_diffs[0] / 1000:.2f} to {d_diffs[-1] / 1000:.2f})")
     if BASELINE:
         print(f"against {BASELINE} (scorer on, alternately): 2,000-character question {bq_on:.1f} us there, "
-              f"{q_new:.1f} us here, {bq_diffs[len(bq_diffs) // 2]:.1f} us less here (median of the rounds; "
-              f"{bq_diffs[0]:.1f} to {bq_diffs[-1]:.1f}); 1 MB document screened {bd_on / 1000:.2f} ms there, "
-              f"{d_new / 1000:.2f} ms here, {bd_diffs[len(bd_diffs) // 2] / 1000:.2f} ms less here "
-              f"({bd_diffs[0] / 1000:.2f} to {bd_diffs[-1] / 1000:.2f})")
+              f"{q_new:.1f} us here, there minus here {bq_diffs[len(bq_diffs) // 2]:+.1f} us (median of the "
+              f"rounds; {bq_diffs[0]:+.1f} to {bq_diffs[-1]:+.1f}); 1 MB document screened {bd_on / 1000:.2f} ms "
+              f"there, {d_new / 1000:.2f} ms here, there minus here {bd_diffs[len(bd_diffs) // 2] / 1000:+.2f} ms "
+              f"({bd_diffs[0] / 1000:+.2f} to {bd_diffs[-1] / 1000:+.2f})")
     return 0
 
 

@@ -81,6 +81,9 @@ Try it:
 
 Ctrl-C stops Envoy and the upstream.""", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        # Ctrl-C stops it even when it was started with SIGINT ignored, as
+        # a shell's background job is (Python then installs no handler).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         while envoy.proc.poll() is None and upstream.poll() is None:
             time.sleep(0.5)
         print("a process exited; stopping", file=sys.stderr)

@@ -85,6 +85,9 @@ Revoke on A, refused on B within a second:
 
 Ctrl-C stops the Envoys, the service, Redis and the upstream.""", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        # Ctrl-C stops it even when it was started with SIGINT ignored, as
+        # a shell's background job is (Python then installs no handler).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         while all(p.poll() is None for p in procs) and all(e.proc.poll() is None for e in envoys):
             time.sleep(0.5)
         print("a process exited; stopping", file=sys.stderr)

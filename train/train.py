@@ -41,9 +41,10 @@ MODEL_BIN = ROOT / "model" / "prompt_injection.bin"
 MODEL_JSON = ROOT / "model" / "prompt_injection.json"
 
 BITS = 15
-# Inverse regularization strength: 1, 4 and 16 were compared on the
-# cross-source table (docs/detection.md).
-C = 4.0
+# Inverse regularization strength: 1, 4, 16, 32 and 64 were compared on
+# the cross-source table (docs/detection.md); 32 is the best of them since
+# the features are character 4-grams.
+C = 32.0
 # A question threshold lets at most this share of the cross-validated
 # benign scores through...
 BENIGN_FP = 0.005
@@ -194,7 +195,7 @@ def cross_source() -> None:
     fams = sources.training_families()
     print(f"cross-source: each family scored by a model trained on the others "
           f"(thresholds re-chosen on the rest); detection for attacks, false positives for benign")
-    print(f"{'family':<14}{'kind':<8}{'n':>6}{'rules only':>12}{'scorer only':>13}{'rules+scorer':>14}{'threshold':>11}")
+    print(f"{'family':<15}{'kind':<8}{'n':>6}{'rules only':>12}{'scorer only':>13}{'rules+scorer':>14}{'threshold':>11}")
     pooled: dict[int, list] = {0: [], 1: []}
     for name, (label, items) in fams.items():
         if name in sources.DERIVED:
@@ -212,7 +213,7 @@ def cross_source() -> None:
         scorer = np.mean(scores >= t)
         both = np.mean([combined(f, s, t) for f, s in zip(flags, scores)])
         kind = "attack" if label else "benign"
-        print(f"{name:<14}{kind:<8}{len(items):>6}{rules:>12.1%}{scorer:>13.1%}{both:>14.1%}{t:>11.4f}")
+        print(f"{name:<15}{kind:<8}{len(items):>6}{rules:>12.1%}{scorer:>13.1%}{both:>14.1%}{t:>11.4f}")
         pooled[label].append((name, [bool(f) for f in flags], scores >= t,
                               {v: [combined(f, s, t, v) for f, s in zip(flags, scores)] for v in VETOES}))
     def share(rows, pick) -> str:

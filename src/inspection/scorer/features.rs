@@ -1,22 +1,26 @@
 //! The features the prompt-injection scorer reads from a normalized text:
-//! hashed word unigrams, word bigrams and per-word character trigrams.
+//! hashed word unigrams, word bigrams and per-word character 4-grams.
 //!
 //! Tokens are runs of letters and digits (any script) and single other
 //! characters (`<`, `:`, `[`); spaces separate them. Each token gives its
-//! unigram and, with the token before it, a bigram; each word also gives
-//! the character trigrams of its first [`MAX_TRIGRAM_WORD`] characters,
-//! with a begin and (for a word no longer than that) an end marker (`^ig`, `ign`, ..., `re$`), so that
+//! unigram and, with the token before it, a bigram; each word also gives,
+//! within its first [`MAX_GRAM_WORD`] characters, with a begin and (for
+//! a word no longer than that) an end marker, its first two characters
+//! (`^ig`) and its character 4-grams (`^ign`, `igno`, ..., `ore$`; a
+//! one-letter word gives `^a$`): one feature per character, so that
 //! `ignora`, `ignorieren` and `1gn0re` share features with `ignore` and a
-//! word glued to the next one still shares most of its trigrams.
+//! word glued to the next one still shares most of its own. 4-grams
+//! replaced trigrams (the same number of features) for 1.8 points of
+//! pooled cross-source detection at the same C (docs/detection.md).
 //!
-//! A feature is a 32-bit hash; the model keeps its low bits. Hashing is one
-//! multiply per character plus one per feature, no allocation. Training
+//! A feature is a 32-bit hash; the model keeps its low bits. Hashing is two
+//! multiplies per character plus one per feature, no allocation. Training
 //! reads the same features through `rag-guard features` (train/train.py),
 //! so there is one implementation.
 
-/// Characters of a word whose trigrams are features: a longer run (base64
+/// Characters of a word whose n-grams are features: a longer run (base64
 /// blobs, hex) adds nothing more per character.
-pub const MAX_TRIGRAM_WORD: usize = 32;
+pub const MAX_GRAM_WORD: usize = 32;
 
 use crate::inspection::normalization::for_each_screened_char;
 
@@ -27,11 +31,17 @@ const BEGIN: u64 = 0x11_0000;
 const END: u64 = 0x11_0001;
 const SALT_UNIGRAM: u64 = 0x5555_0000_0000_0001;
 const SALT_BIGRAM: u64 = 0x3333_0000_0000_0002;
-const TAG_TRIGRAM: u64 = 1 << 63;
+const SALT_GRAM: u64 = 0x7777_0000_0000_0004;
 
 fn finish(h: u64) -> u32 {
     let x = h.wrapping_mul(MUL);
     ((x >> 32) ^ x) as u32
+}
+
+/// The character n-gram of a word's three `recent` characters and `next`.
+#[inline(always)]
+fn gram(recent: u64, next: u64) -> u32 {
+    finish(recent.wrapping_mul(FNV_PRIME) ^ next ^ SALT_GRAM)
 }
 
 /// Each ASCII letter or digit as itself (`ALNUM`), or in lower case
@@ -80,12 +90,13 @@ struct Hasher<S: Sink> {
     prev: u64,
     has_prev: bool,
     /// The word being read (when `len > 0`): its hash, its length, and
-    /// its last two characters as `older | newer << 21` (a trigram's key
-    /// is `older | newer << 21 | next << 42`, tagged; the begin and end
-    /// markers are the code points after U+10FFFF).
+    /// its last three characters as `oldest | older << 21 | newest << 42`
+    /// (0 before the begin marker; the begin and end markers are the code
+    /// points after U+10FFFF): the key of the n-gram that ends with the
+    /// next character.
     word: u64,
     len: usize,
-    pair: u64,
+    recent: u64,
 }
 
 impl<S: Sink> Hasher<S> {
@@ -97,7 +108,7 @@ impl<S: Sink> Hasher<S> {
             has_prev: false,
             word: 0,
             len: 0,
-            pair: 0,
+            recent: 0,
         }
     }
 
@@ -114,23 +125,22 @@ impl<S: Sink> Hasher<S> {
     #[inline(always)]
     fn letter(&mut self, c: u64) {
         if self.len == 0 {
-            (self.word, self.pair) = (FNV_BASIS, BEGIN << 21);
+            (self.word, self.recent) = (FNV_BASIS, BEGIN << 42);
         }
         self.word = (self.word ^ c).wrapping_mul(FNV_PRIME);
-        // From the second character on, within the first MAX_TRIGRAM_WORD.
-        if self.len.wrapping_sub(1) < MAX_TRIGRAM_WORD - 1 {
-            self.sink.feature(finish(self.pair | c << 42 | TAG_TRIGRAM));
+        // From the second character on, within the first MAX_GRAM_WORD.
+        if self.len.wrapping_sub(1) < MAX_GRAM_WORD - 1 {
+            self.sink.feature(gram(self.recent, c));
         }
-        self.pair = self.pair >> 21 | c << 21;
+        self.recent = self.recent >> 21 | c << 42;
         self.len += 1;
     }
 
     #[inline(always)]
     fn end_word(&mut self) {
         if self.len > 0 {
-            if self.len <= MAX_TRIGRAM_WORD {
-                self.sink
-                    .feature(finish(self.pair | END << 42 | TAG_TRIGRAM));
+            if self.len <= MAX_GRAM_WORD {
+                self.sink.feature(gram(self.recent, END));
             }
             self.len = 0;
             self.token(self.word);
@@ -244,24 +254,24 @@ mod tests {
 
     #[test]
     fn counts_by_kind() {
-        // "ab cd": trigrams ^ab, ab$ and ^cd, cd$; unigrams ab, cd; one bigram.
+        // "ab cd": n-grams ^ab, ^ab$ and ^cd, ^cd$; unigrams ab, cd; one bigram.
         assert_eq!(features("ab cd").len(), 7);
         // A symbol is a token: "a<" has ^a$, a, <, bigram (a, <).
         assert_eq!(features("a<").len(), 4);
         assert!(features("").is_empty());
-        // A long run gives the trigrams of its start and its unigram.
+        // A long run gives the n-grams of its start and its unigram.
         assert_eq!(
-            features(&"x".repeat(MAX_TRIGRAM_WORD + 100)).len(),
-            MAX_TRIGRAM_WORD
+            features(&"x".repeat(MAX_GRAM_WORD + 100)).len(),
+            MAX_GRAM_WORD
         );
         assert_eq!(
-            features(&"x".repeat(MAX_TRIGRAM_WORD)).len(),
-            MAX_TRIGRAM_WORD + 1
+            features(&"x".repeat(MAX_GRAM_WORD)).len(),
+            MAX_GRAM_WORD + 1
         );
     }
 
     #[test]
-    fn related_words_share_trigrams() {
+    fn related_words_share_character_grams() {
         let a = features("ignore");
         let b = features("ignorieren");
         let shared = a.iter().filter(|f| b.contains(f)).count();
@@ -304,5 +314,5 @@ mod tests {
         assert_eq!(sum, FINGERPRINT);
     }
 
-    const FINGERPRINT: u64 = 15_796_439_983_044_975_892;
+    const FINGERPRINT: u64 = 16_508_665_279_270_895_464;
 }
