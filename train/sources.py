@@ -17,10 +17,10 @@ lines are assigned to families by their surface form:
   false-positive lists, the CRS cases).
 
 Families written for rag-guard (tests/data/README.md): malicious
-`rg-attacks` and `rg-attacks-b` to `-f` (train_attacks*.jsonl, each
+`rg-attacks` and `rg-attacks-b` to `-g` (train_attacks*.jsonl, each
 written separately in other styles), `rg-indirect`, `rg-indirect-b`
-(train_indirect*.jsonl), benign `rg-benign` and `rg-benign-b` to `-f`
-(train_benign*.txt; `-d` to `-f` escaped like the corpus), `rg-meta` (train_meta.txt), `rg-documents`,
+(train_indirect*.jsonl), benign `rg-benign` and `rg-benign-b` to `-g`
+(train_benign*.txt; `-d` to `-g` escaped like the corpus), `rg-meta` (train_meta.txt), `rg-documents`,
 `rg-documents-b` (train_documents*.txt), and `rg-poisoned`,
 `rg-poisoned-b`, made of three of them each (our attacks planted in our
 paragraphs). Held out from all training, for
@@ -108,6 +108,7 @@ def training_families() -> dict[str, tuple[int, list[str]]]:
     fams["rg-attacks-d"] = (1, [json.loads(l)["text"] for l in lines(DATA / "train_attacks_d.jsonl")])
     fams["rg-attacks-e"] = (1, [json.loads(l)["text"] for l in lines(DATA / "train_attacks_e.jsonl")])
     fams["rg-attacks-f"] = (1, [json.loads(l)["text"] for l in lines(DATA / "train_attacks_f.jsonl")])
+    fams["rg-attacks-g"] = (1, [json.loads(l)["text"] for l in lines(DATA / "train_attacks_g.jsonl")])
     fams["rg-benign"] = (0, lines(DATA / "train_benign.txt"))
     fams["rg-benign-b"] = (0, lines(DATA / "train_benign_b.txt"))
     fams["rg-benign-c"] = (0, lines(DATA / "train_benign_c.txt"))
@@ -115,6 +116,7 @@ def training_families() -> dict[str, tuple[int, list[str]]]:
     fams["rg-benign-d"] = (0, [unescape(l) for l in lines(DATA / "train_benign_d.txt")])
     fams["rg-benign-e"] = (0, [unescape(l) for l in lines(DATA / "train_benign_e.txt")])
     fams["rg-benign-f"] = (0, [unescape(l) for l in lines(DATA / "train_benign_f.txt")])
+    fams["rg-benign-g"] = (0, [unescape(l) for l in lines(DATA / "train_benign_g.txt")])
     fams["rg-meta"] = (0, lines(DATA / "train_meta.txt"))
     paragraphs = lines(DATA / "train_documents.txt")
     fams["rg-documents"] = (0, windows(paragraphs))

@@ -48,8 +48,11 @@ C = 32.0
 # A question threshold lets at most this share of the cross-validated
 # benign scores through...
 BENIGN_FP = 0.005
-# ...and a document threshold at most this share of document paragraphs'.
-DOCUMENT_FP = 0.002
+# ...and a document threshold at most this share of document paragraphs'
+# (about one of the 1,194 windows: at 0.2%, the third highest, the model
+# trained with rg-attacks-g put the threshold at 0.9566 and flagged a clean
+# megabyte of our paragraphs at 0.9674; docs/detection.md).
+DOCUMENT_FP = 0.001
 MIN_THRESHOLD = 0.5
 VETO_BELOW = 0.3
 
