@@ -193,12 +193,19 @@ pub fn for_each_screened_char(text: &str, mut f: impl FnMut(char)) {
             break;
         };
         i += c.len_utf8();
-        for d in std::iter::once(c).nfkd() {
-            if d.is_whitespace() {
-                f(' ');
-            } else if !is_invisible(d) {
-                d.to_lowercase().for_each(&mut f);
-            }
+        screened_chars_of(c, &mut f);
+    }
+}
+
+/// The characters [`for_each_screened_char`] gives for one character of
+/// the text that is not ASCII.
+#[inline]
+pub fn screened_chars_of(c: char, mut f: impl FnMut(char)) {
+    for d in std::iter::once(c).nfkd() {
+        if d.is_whitespace() {
+            f(' ');
+        } else if !is_invisible(d) {
+            d.to_lowercase().for_each(&mut f);
         }
     }
 }

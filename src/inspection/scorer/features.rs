@@ -22,7 +22,7 @@
 /// blobs, hex) adds nothing more per character.
 pub const MAX_GRAM_WORD: usize = 32;
 
-use crate::inspection::normalization::for_each_screened_char;
+use crate::inspection::normalization::screened_chars_of;
 
 const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 const FNV_PRIME: u64 = 0x0100_0000_01B3;
@@ -179,6 +179,74 @@ impl<S: Sink> Hasher<S> {
         }
     }
 
+    /// Reads `text`: runs of ASCII letters and digits through `class`
+    /// (`ALNUM`, or `ALNUM_LOWER` for raw text) in [`Hasher::letters`],
+    /// other ASCII bytes here (`raw`: as `normalize` would read them), and
+    /// each other character through `other`. A text that is not all
+    /// ASCII still takes this loop between its other characters.
+    #[inline(always)]
+    fn read(
+        &mut self,
+        text: &str,
+        class: &[u8; 256],
+        raw: bool,
+        mut other: impl FnMut(&mut Self, char),
+    ) {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if class[usize::from(b)] != 0 {
+                i = self.letters(bytes, i, class);
+            } else if b < 0x80 {
+                match b {
+                    b' ' => self.end_word(),
+                    b'\t' | b'\n' | 0x0b | 0x0c | b'\r' if raw => self.end_word(),
+                    0..=0x1f | 0x7f if raw => {}
+                    _ => self.symbol(u64::from(b)),
+                }
+                i += 1;
+            } else {
+                let Some(c) = text.get(i..).and_then(|rest| rest.chars().next()) else {
+                    break;
+                };
+                i += c.len_utf8();
+                other(self, c);
+            }
+        }
+    }
+
+    /// Reads the run of ASCII letters and digits that starts at
+    /// `bytes[start]` (through `class`) and gives the index after it: what
+    /// [`Hasher::letter`] does for each, with the word started once, in
+    /// a loop whose state stays in registers.
+    #[inline(always)]
+    fn letters(&mut self, bytes: &[u8], start: usize, class: &[u8; 256]) -> usize {
+        let mut i = start;
+        if self.len == 0 {
+            if let Some(&b) = bytes.get(i) {
+                self.letter(u64::from(class[usize::from(b)]));
+                i += 1;
+            }
+        }
+        let (mut word, mut recent, mut len) = (self.word, self.recent, self.len);
+        while let Some(&b) = bytes.get(i) {
+            let c = u64::from(class[usize::from(b)]);
+            if c == 0 {
+                break;
+            }
+            word = (word ^ c).wrapping_mul(FNV_PRIME);
+            // Within the first MAX_GRAM_WORD characters (the second on).
+            if len < MAX_GRAM_WORD {
+                self.sink.feature(gram(recent, c));
+                recent = recent >> 21 | c << 42;
+            }
+            len += 1;
+            i += 1;
+        }
+        (self.word, self.recent, self.len) = (word, recent, len);
+        i
+    }
+
     #[inline(always)]
     fn done(mut self) -> S {
         self.end_word();
@@ -192,15 +260,7 @@ impl<S: Sink> Hasher<S> {
 #[inline(always)]
 pub fn feed<S: Sink>(normalized: &str, sink: S) -> S {
     let mut h = Hasher::new(sink);
-    if normalized.is_ascii() {
-        for &b in normalized.as_bytes() {
-            h.ascii_byte(b);
-        }
-    } else {
-        for c in normalized.chars() {
-            h.char(c);
-        }
-    }
+    h.read(normalized, &ALNUM, false, |h, c| h.char(c));
     h.done()
 }
 
@@ -210,23 +270,9 @@ pub fn feed<S: Sink>(normalized: &str, sink: S) -> S {
 #[inline(always)]
 pub fn feed_raw<S: Sink>(raw: &str, sink: S) -> S {
     let mut h = Hasher::new(sink);
-    if raw.is_ascii() {
-        // Most documents: one tight loop, the state in registers.
-        for &b in raw.as_bytes() {
-            let lower = ALNUM_LOWER[usize::from(b)];
-            if lower != 0 {
-                h.letter(u64::from(lower));
-            } else {
-                match b {
-                    b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => h.end_word(),
-                    0..=0x1f | 0x7f => {}
-                    _ => h.symbol(u64::from(b)),
-                }
-            }
-        }
-    } else {
-        for_each_screened_char(raw, |c| h.char(c));
-    }
+    h.read(raw, &ALNUM_LOWER, true, |h, c| {
+        screened_chars_of(c, |d| h.char(d))
+    });
     h.done()
 }
 
@@ -299,6 +345,51 @@ mod tests {
             let mut direct = Vec::new();
             for_each_feature_of_raw(raw, |f| direct.push(f));
             assert_eq!(direct, features(&normalize(raw)), "{raw:?}");
+        }
+    }
+
+    /// A text of up to `most` pieces, chosen by a xorshift of `seed`.
+    fn random_text(seed: &mut u64, pieces: &[&str], most: u64) -> String {
+        let mut text = String::new();
+        for _ in 0..*seed % most {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            text.push_str(pieces[(*seed % pieces.len() as u64) as usize]);
+        }
+        *seed = seed.wrapping_add(1);
+        text
+    }
+
+    /// The features of `text` read one character at a time
+    /// (`Hasher::char`), without the loops over ASCII bytes and letters.
+    fn by_char(text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut h = Hasher::new(Emit(|f| out.push(f)));
+        for c in text.chars() {
+            h.char(c);
+        }
+        h.done();
+        out
+    }
+
+    #[test]
+    fn the_byte_loops_give_what_the_char_path_gives() {
+        // Words around MAX_GRAM_WORD characters, split by other characters
+        // or continued by letters that are not ASCII, every kind of space.
+        let long = "x".repeat(MAX_GRAM_WORD - 2);
+        let pieces = [
+            "ignore", "Ab9", "q", " ", "  ", "\t", "\r\n", "\u{b}", "\u{0}", "\u{7f}", ".", "<",
+            "\u{e9}", "\u{c9}", "\u{df}", "\u{fb01}", "\u{200b}", "\u{65e5}", "\u{a0}", "\u{ff29}",
+            "\u{301}", &long,
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5_000 {
+            let text = random_text(&mut seed, &pieces, 16);
+            assert_eq!(features(&text), by_char(&text), "{text:?}");
+            let mut raw = Vec::new();
+            for_each_feature_of_raw(&text, |f| raw.push(f));
+            assert_eq!(raw, by_char(&normalize(&text)), "{text:?}");
         }
     }
 

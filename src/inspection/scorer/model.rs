@@ -112,9 +112,24 @@ impl Stamps {
             None => {
                 // Numbers wrap: the previous chunk becomes 1, every older
                 // stamp is forgotten (0: never), and this chunk is 1 + step.
-                let last = u16::from(self.chunk) << 8;
-                for t in self.table.iter_mut() {
-                    *t = if *t & 0xff00 == last { 0x100 } else { 0 } | (*t & 0xff);
+                // Four entries at a time (the module has no SIMD: one at
+                // a time, this loop was 6% of a question in V8).
+                const LOW: u64 = 0x00ff_00ff_00ff_00ff;
+                const SIGN: u64 = 0x0080_0080_0080_0080;
+                let last = u64::from(self.chunk) * 0x0001_0001_0001_0001;
+                for four in self.table.chunks_exact_mut(4) {
+                    let x = four
+                        .iter()
+                        .rev()
+                        .fold(0u64, |acc, t| acc << 16 | u64::from(*t));
+                    // Each stamp xor `last`, in its lane's low byte, and
+                    // 0x80 in each lane where that is not 0.
+                    let diff = (x >> 8 & LOW) ^ last;
+                    let other = ((diff + 0x007f_007f_007f_007f) | diff) & SIGN;
+                    let y = ((!other & SIGN) << 1) | (x & LOW);
+                    for (i, t) in four.iter_mut().enumerate() {
+                        *t = (y >> (16 * i)) as u16;
+                    }
                 }
                 self.chunk = 1 + step;
             }
@@ -339,6 +354,64 @@ mod tests {
             if skip % 37 == 0 {
                 assert_eq!(windows(), first, "{skip}");
             }
+        }
+    }
+
+    #[test]
+    fn chunk_sums_are_those_of_the_sets_of_entries() {
+        // Each chunk's sum against its set of entries, and the part the
+        // chunk before used too against the sets' intersection: 3,000
+        // chunks of a few words (the chunk numbers wrap many times), a new
+        // text one time in five.
+        use super::super::features::for_each_feature_of_raw;
+        use std::collections::HashSet;
+        let weights: Vec<i8> = (0..TABLE).map(|i| (i * 7919 % 255) as i8).collect();
+        let m = Model::parse(file(BITS, &weights, 0.0)).unwrap();
+        let entries = |text: &str| {
+            let mut set = HashSet::new();
+            for_each_feature_of_raw(text, |f| {
+                set.insert(f as usize & (TABLE - 1));
+            });
+            set
+        };
+        let sum = |set: &HashSet<usize>| Partial {
+            sum: set.iter().map(|&e| i32::from(weights[e])).sum(),
+            count: set.len() as u32,
+        };
+        let words = [
+            "ignore",
+            "all",
+            "previous",
+            "Rules",
+            "r\u{e9}sum\u{e9}",
+            "<b>",
+            "42",
+        ];
+        let mut stamps = Stamps::new();
+        let mut before: Option<HashSet<usize>> = None;
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3_000 {
+            let mut text = String::new();
+            for _ in 0..next() % 9 {
+                text.push_str(words[(next() % words.len() as u64) as usize]);
+                text.push(' ');
+            }
+            let continues = before.is_some() && next() % 5 != 0;
+            let (part, overlap) = m.chunk_partial(&text, false, &mut stamps, continues);
+            let set = entries(&text);
+            assert_eq!(part, sum(&set), "{text:?}");
+            let expected = match &before {
+                Some(b) if continues => sum(&set.intersection(b).copied().collect()),
+                _ => Partial::default(),
+            };
+            assert_eq!(overlap, expected, "{text:?}");
+            before = Some(set);
         }
     }
 
