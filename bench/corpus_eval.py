@@ -8,7 +8,8 @@ and (with --show N) up to N misses and N false positives to look at.
 
 Then the sets written for rag-guard (tests/data/README.md), which neither
 the rules nor any model were tuned on: the hard-benign questions (each
-should pass) and the own attacks by kind (each should be blocked).
+should pass) and the own attacks by kind (each should be blocked), then
+the RAG-specific benign messages and attacks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,23 +43,39 @@ def scan_texts(texts: list[str], config: str | None) -> list[dict]:
     return verdicts
 
 
-def own_sets(config: str | None, show: int) -> None:
-    benign = [l for l in (DATA / "hard_benign.txt").read_text().splitlines() if l.strip()]
+def unescape(line: str) -> str:
+    """The corpus format undone (backslash, \\n, \\r)."""
+    return re.sub(r"\\([\\nr])", lambda m: {"\\": "\\", "n": "\n", "r": "\r"}[m.group(1)], line)
+
+
+def benign_set(name: str, config: str | None, show: int, escaped: bool = False) -> None:
+    benign = [unescape(l) if escaped else l for l in (DATA / name).read_text().splitlines() if l.strip()]
     verdicts = scan_texts(benign, config)
     blocked = [(t, v) for t, v in zip(benign, verdicts) if v["verdict"] != "pass"]
-    print(f"hard benign (tests/data): {len(blocked)}/{len(benign)} flagged = "
+    print(f"{name} (tests/data): {len(blocked)}/{len(benign)} flagged = "
           f"{100 * len(blocked) / len(benign):.1f}%")
     for text, v in blocked[:show]:
         print(f"    [{v.get('rule') or v.get('reason') or ''}] {text[:160]}")
-    attacks = [json.loads(l) for l in (DATA / "own_attacks.jsonl").read_text().splitlines() if l.strip()]
+
+
+def attack_set(name: str, config: str | None) -> None:
+    attacks = [json.loads(l) for l in (DATA / name).read_text().splitlines() if l.strip()]
     verdicts = scan_texts([a["text"] for a in attacks], config)
     by_kind: dict[str, list[bool]] = collections.defaultdict(list)
     for a, v in zip(attacks, verdicts):
         by_kind[a["kind"]].append(v["verdict"] != "pass")
     caught = sum(sum(v) for v in by_kind.values())
-    print(f"own attacks (tests/data): {caught}/{len(attacks)} flagged = {100 * caught / len(attacks):.1f}%")
+    print(f"{name} (tests/data): {caught}/{len(attacks)} flagged = {100 * caught / len(attacks):.1f}%")
     for kind, hits in by_kind.items():
         print(f"    {kind}: {sum(hits)}/{len(hits)}")
+
+
+def own_sets(config: str | None, show: int) -> None:
+    benign_set("hard_benign.txt", config, show)
+    attack_set("own_attacks.jsonl", config)
+    # RAG-specific attacks and their benign look-alikes, held out as well.
+    benign_set("rag_benign.txt", config, show, escaped=True)
+    attack_set("rag_attacks.jsonl", config)
 
 
 def scan(path: Path, config: str | None) -> list[dict]:
