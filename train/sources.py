@@ -24,7 +24,8 @@ written separately in other styles), `rg-indirect`, `rg-indirect-b`
 `rg-documents-b` (train_documents*.txt), and `rg-poisoned`,
 `rg-poisoned-b`, made of three of them each (our attacks planted in our
 paragraphs). Held out from all training, for
-evaluation only: hard_benign.txt, own_attacks.jsonl, documents_eval.jsonl.
+evaluation only: hard_benign.txt, own_attacks.jsonl, documents_eval.jsonl,
+rag_attacks.jsonl, rag_benign.txt (the last two: bench/corpus_eval.py).
 """
 
 from __future__ import annotations
