@@ -49,7 +49,7 @@ def unescape(line: str) -> str:
 
 
 def benign_set(name: str, config: str | None, show: int, escaped: bool = False) -> None:
-    benign = [unescape(l) if escaped else l for l in (DATA / name).read_text().splitlines() if l.strip()]
+    benign = [unescape(l) if escaped else l for l in (DATA / name).read_text(encoding="utf-8").split("\n") if l.strip()]
     verdicts = scan_texts(benign, config)
     blocked = [(t, v) for t, v in zip(benign, verdicts) if v["verdict"] != "pass"]
     print(f"{name} (tests/data): {len(blocked)}/{len(benign)} flagged = "
@@ -59,7 +59,7 @@ def benign_set(name: str, config: str | None, show: int, escaped: bool = False) 
 
 
 def attack_set(name: str, config: str | None) -> None:
-    attacks = [json.loads(l) for l in (DATA / name).read_text().splitlines() if l.strip()]
+    attacks = [json.loads(l) for l in (DATA / name).read_text(encoding="utf-8").split("\n") if l.strip()]
     verdicts = scan_texts([a["text"] for a in attacks], config)
     by_kind: dict[str, list[bool]] = collections.defaultdict(list)
     for a, v in zip(attacks, verdicts):

