@@ -47,7 +47,8 @@ A row gives the share of texts refused (attack sets) or refused and
 reported (other texts) and which category did it. With `--envoy`, every
 text is also sent as a request through a live Envoy running the built
 module with each configuration, and the run fails unless Envoy refuses
-(403, 413 or 400) exactly the texts the scanner refuses. These sets were not
+(403, 413 or 400) exactly the texts the scanner refuses (build the module
+first: `make wasm`). These sets were not
 looked at while the rules were written or the scorer trained: keep it that
 way (a text from here in tests/data would make the numbers meaningless).
 """

@@ -29,6 +29,8 @@ const HEADER: usize = 24;
 /// writes the same).
 pub const BITS: u8 = 15;
 const TABLE: usize = 1 << BITS;
+// The stamps are renumbered four entries at a time (`Stamps::start`).
+const _: () = assert!(TABLE % 4 == 0);
 
 /// A parsed model, borrowing its weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
