@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "train"))
+from sources import unescape  # noqa: E402  (the corpus format undone)
 CORPUS = ROOT.parent / "shared" / "corpus" / "dev"
 SCANNER = ROOT / "target" / "release" / "rag-guard"
 DATA = ROOT / "tests" / "data"
@@ -41,11 +42,6 @@ def scan_texts(texts: list[str], config: str | None) -> list[dict]:
         verdicts = scan(Path(f.name), config)
     assert len(verdicts) == len(texts), (len(verdicts), len(texts))
     return verdicts
-
-
-def unescape(line: str) -> str:
-    """The corpus format undone (backslash, \\n, \\r)."""
-    return re.sub(r"\\([\\nr])", lambda m: {"\\": "\\", "n": "\n", "r": "\r"}[m.group(1)], line)
 
 
 def benign_set(name: str, config: str | None, show: int, escaped: bool = False) -> None:

@@ -71,8 +71,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-SCANNER = ROOT / "target" / "release" / "rag-guard"
+from corpus_eval import ROOT, SCANNER, escape  # noqa: E402  (bench/ is the script's own directory)
+
 CACHE = ROOT / "target" / "external"
 REQUIREMENTS = ROOT / "bench" / "external-requirements.txt"
 # The request put in the templates' {{ prompt }} slot.
@@ -266,10 +266,6 @@ CONFIGS = {
     "rules+scorer": config(100_000, True),
     "rules only": config(100_000, False),
 }
-
-
-def escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
 def scan(texts: list[str], cfg: dict, args: tuple[str, ...] = ()) -> list[dict]:

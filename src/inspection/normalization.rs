@@ -175,9 +175,11 @@ fn normalize_unicode(text: &str) -> String {
 /// sees the same words). ASCII goes byte by byte; any other character is
 /// decomposed alone, which gives what decomposing the whole text gives once
 /// combining marks are dropped (canonical reordering only moves marks).
-/// The document screening reads the same characters its own way
-/// (`scorer::features::feed_raw`: ASCII bytes in its loop, the others
-/// through [`screened_chars_of`]); the tests compare the two.
+/// The reference for `scorer::features::feed_raw`, which reads the same
+/// characters its own way (ASCII bytes in its loop, the others through
+/// [`screened_chars_of`]): the tests check this one against `normalize`,
+/// and the features of `feed_raw` against those of `normalize`.
+#[cfg(test)]
 pub fn for_each_screened_char(text: &str, mut f: impl FnMut(char)) {
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -199,8 +201,8 @@ pub fn for_each_screened_char(text: &str, mut f: impl FnMut(char)) {
     }
 }
 
-/// The characters [`for_each_screened_char`] gives for one character of
-/// the text that is not ASCII.
+/// The characters of `normalize` for one character of a text that is not
+/// ASCII, decomposed alone (see `for_each_screened_char`).
 #[inline]
 pub fn screened_chars_of(c: char, mut f: impl FnMut(char)) {
     for d in std::iter::once(c).nfkd() {
